@@ -84,7 +84,8 @@ def _model_config() -> Any:
     return ServerConfig(judge_url=os.environ.get(C.ENV_JUDGE_BASE_URL) or None,
                         judge_model=os.environ.get(C.ENV_JUDGE_MODEL) or None,
                         judge_api_key=os.environ.get(C.ENV_JUDGE_API_KEY) or None,
-                        embedding_model=os.environ.get(C.ENV_EMBEDDING_MODEL) or None)
+                        embedding_model=os.environ.get(C.ENV_EMBEDDING_MODEL) or None,
+                        embedding_precision=os.environ.get(C.ENV_EMBEDDING_PRECISION) or None)
 
 
 def _build(args: argparse.Namespace) -> Any:

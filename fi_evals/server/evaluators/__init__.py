@@ -55,7 +55,8 @@ class Registry:
             extra: evaluators replacing built-ins of the same template.
             config: the :class:`~fi_evals.server.config.ServerConfig`; its ``judge_url`` adds
                 a judge evaluator for every model-judged text template, and its
-                ``embedding_model`` picks the offline models' encoder.
+                ``embedding_model`` and ``embedding_precision`` pick the offline models'
+                encoder.
         """
         registry = cls()
         registry._add_model_based(config)
@@ -77,7 +78,8 @@ class Registry:
         """Offline models (when installed), then the judge (when configured) on top of them."""
         from fi_evals.server.evaluators.offline import offline_evaluators
 
-        for evaluator in offline_evaluators(getattr(config, "embedding_model", None)):
+        for evaluator in offline_evaluators(getattr(config, "embedding_model", None),
+                                            getattr(config, "embedding_precision", None)):
             self.add(evaluator)
         if getattr(config, "judge_url", None):
             from fi_evals.server.evaluators.judge import JudgeSettings, judge_evaluators

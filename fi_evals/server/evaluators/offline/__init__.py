@@ -33,12 +33,15 @@ def missing_packages() -> list[str]:
     return [name for name in _RUNTIME_PACKAGES if importlib.util.find_spec(name) is None]
 
 
-def offline_evaluators(embedding_model: str | None = None) -> list[BaseEvaluator]:
+def offline_evaluators(embedding_model: str | None = None,
+                       precision: str | None = None) -> list[BaseEvaluator]:
     """One evaluator per name of :data:`OFFLINE_TEMPLATES` (empty when the extra is missing).
 
     Args:
         embedding_model: a folder with the user's own encoder (``FI_EMBEDDING_MODEL``); None
             uses the sha256-pinned all-MiniLM-L6-v2 of the ``models`` extra.
+        precision: ``int8`` or ``fp32`` (``FI_EMBEDDING_PRECISION``, default int8); see
+            ``_model.py``.
     """
     if missing_packages():
         return []
@@ -49,5 +52,7 @@ def offline_evaluators(embedding_model: str | None = None) -> list[BaseEvaluator
         SemanticListContains,
     )
 
-    return [EmbeddingSimilarity(embedding_model), SemanticListContains(embedding_model),
-            *safety_evaluators(embedding_model), *grounding_evaluators(embedding_model)]
+    return [EmbeddingSimilarity(embedding_model, precision),
+            SemanticListContains(embedding_model, precision),
+            *safety_evaluators(embedding_model, precision),
+            *grounding_evaluators(embedding_model, precision)]

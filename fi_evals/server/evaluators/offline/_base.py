@@ -31,8 +31,10 @@ class OfflineEvaluator(BaseEvaluator):
     sees all of the request's texts at once and batches them.
     """
 
-    def __init__(self, embedding_model: str | None = None) -> None:
+    def __init__(self, embedding_model: str | None = None,
+                 precision: str | None = None) -> None:
         self.embedding_model = embedding_model
+        self.precision = precision
 
     def encoder(self) -> Encoder:
         """The process-wide encoder, loaded on first use.
@@ -41,7 +43,7 @@ class OfflineEvaluator(BaseEvaluator):
             EvaluationError: the model is missing or failed its checks (the message says why).
         """
         try:
-            return get_encoder(self.embedding_model)
+            return get_encoder(self.embedding_model, self.precision)
         except ModelError as exc:
             raise EvaluationError(f"the local model is unavailable: {exc}") from exc
 

@@ -40,9 +40,9 @@ def sentences(text: str) -> list[str]:
 def windows(text: str, size: int) -> list[str]:
     """Spans of ``text`` to match a short phrase against: its sentences, its clauses, and word
     windows of ``size`` words (half-overlapping), without duplicates."""
-    spans: dict[str, None] = {}
+    spans: dict[str, None] = {}  # spans without end punctuation: "X." and "X" embed alike
     for sentence in sentences(text) or [text]:
-        spans[sentence] = None
+        spans[sentence.strip(" .!?")] = None
         for clause in _CLAUSE.split(sentence):
             if clause.strip():
                 spans[clause.strip(" .!?")] = None

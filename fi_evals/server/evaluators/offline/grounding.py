@@ -120,8 +120,9 @@ def _quote(text: str) -> str:
 class GroundingEvaluator(OfflineEvaluator):
     """One of the three grounding templates (see the module docstring)."""
 
-    def __init__(self, name: str, embedding_model: str | None = None) -> None:
-        super().__init__(embedding_model)
+    def __init__(self, name: str, embedding_model: str | None = None,
+                 precision: str | None = None) -> None:
+        super().__init__(embedding_model, precision)
         self.template = CATALOGUE[name]
         self.scored = self.template.output_type == "score"
 
@@ -165,6 +166,7 @@ class GroundingEvaluator(OfflineEvaluator):
         return Outcome(OUTPUT_PASSED if passed else OUTPUT_FAILED, reason)
 
 
-def grounding_evaluators(embedding_model: str | None = None) -> list[GroundingEvaluator]:
-    return [GroundingEvaluator(name, embedding_model)
+def grounding_evaluators(embedding_model: str | None = None,
+                         precision: str | None = None) -> list[GroundingEvaluator]:
+    return [GroundingEvaluator(name, embedding_model, precision)
             for name in ("groundedness", "context_adherence", "is_factually_consistent")]

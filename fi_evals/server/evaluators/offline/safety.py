@@ -82,8 +82,9 @@ class _Head:
 class SafetyClassifier(OfflineEvaluator):
     """``toxicity`` or ``content_moderation`` (see the module docstring)."""
 
-    def __init__(self, name: str, embedding_model: str | None = None) -> None:
-        super().__init__(embedding_model)
+    def __init__(self, name: str, embedding_model: str | None = None,
+                 precision: str | None = None) -> None:
+        super().__init__(embedding_model, precision)
         self.template = CATALOGUE[name]
         self.label = _LABELS[name]
         self._head: _Head | None = None
@@ -126,5 +127,6 @@ class SafetyClassifier(OfflineEvaluator):
         return outcomes
 
 
-def safety_evaluators(embedding_model: str | None = None) -> list[SafetyClassifier]:
-    return [SafetyClassifier(name, embedding_model) for name in _LABELS]
+def safety_evaluators(embedding_model: str | None = None,
+                      precision: str | None = None) -> list[SafetyClassifier]:
+    return [SafetyClassifier(name, embedding_model, precision) for name in _LABELS]
