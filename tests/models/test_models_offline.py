@@ -23,6 +23,11 @@ from fi_evals.server.evaluators.offline.safety import load_seed
 GROUNDING = load("grounding.jsonl")
 SAFETY = load("safety.jsonl")
 SIMILARITY = load("similarity.jsonl")
+# Written apart from the evaluators (by someone who read neither their code nor their output)
+# and never used to tune them: the honest estimate, with hard cases (changed numbers, negations,
+# same-topic distractors) that embeddings and word overlap cannot tell apart.
+HELDOUT = {name: load(f"heldout/{name}.jsonl")
+           for name in ("grounding", "safety", "similarity", "list_contains")}
 
 # Floors (accuracy, precision, recall) under which the suite fails; "positive" is the class the
 # evaluator detects (see _positive). Measured values are printed in the terminal summary.
@@ -34,6 +39,20 @@ FLOORS = {
     "content_moderation": (0.80, 0.80, 0.75),
     "embedding_similarity": (0.90, 0.90, 0.90),
     "semantic_list_contains": (0.80, 0.80, 0.80),
+}
+# Floors on the held-out set: regression guards a little under what was measured when the set
+# was added (accuracy, precision, recall: grounding 0.625/0.632/0.600, toxicity
+# 0.875/1.000/0.643, content_moderation 0.825/0.933/0.700, embedding_similarity
+# 0.550/0.528/0.950, semantic_list_contains 0.675/0.769/0.500). A judge does far better on
+# these; README "Offline models" says so.
+HELDOUT_FLOORS = {
+    "groundedness": (0.55, 0.55, 0.50),
+    "is_factually_consistent": (0.55, 0.55, 0.50),
+    "context_adherence": (0.55, 0.55, 0.50),
+    "toxicity": (0.80, 0.90, 0.55),
+    "content_moderation": (0.75, 0.85, 0.60),
+    "embedding_similarity": (0.50, 0.50, 0.85),
+    "semantic_list_contains": (0.60, 0.65, 0.40),
 }
 
 
@@ -48,15 +67,15 @@ def _positive(name: str, output: Any) -> bool:
     return output == C.OUTPUT_FAILED
 
 
-def _score(name: str, predicted: list[bool], truth: list[bool]) -> tuple[float, float, float]:
+def _score(name: str, predicted: list[bool], truth: list[bool],
+           floor: tuple[float, float, float], label: str = "") -> tuple[float, float, float]:
     tp = sum(p and t for p, t in zip(predicted, truth, strict=True))
     fp = sum(p and not t for p, t in zip(predicted, truth, strict=True))
     fn = sum(t and not p for p, t in zip(predicted, truth, strict=True))
     accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    floor = FLOORS[name]
-    QUALITY.append(f"{name:<24} n={len(truth):<3} positives={sum(truth):<3} accuracy "
+    QUALITY.append(f"{label + name:<33} n={len(truth):<3} positives={sum(truth):<3} accuracy "
                    f"{accuracy:.3f}  precision {precision:.3f}  recall {recall:.3f}  "
                    f"(floors {floor[0]:.2f}/{floor[1]:.2f}/{floor[2]:.2f})")
     return accuracy, precision, recall
@@ -67,19 +86,31 @@ def api(live_server: Any) -> Client:
     return Client(live_server)
 
 
-def _cases() -> list[tuple[str, list[dict[str, Any]], str, Callable[[dict[str, Any]], bool]]]:
-    sims = [r for r in SIMILARITY if r["template"] == "embedding_similarity"]
-    lists = [r for r in SIMILARITY if r["template"] == "semantic_list_contains"]
+Case = tuple[str, list[dict[str, Any]], str, Callable[[dict[str, Any]], bool]]
+
+
+def _cases(grounding: list[dict[str, Any]] = GROUNDING, safety: list[dict[str, Any]] = SAFETY,
+           sims: list[dict[str, Any]] | None = None,
+           lists: list[dict[str, Any]] | None = None) -> list[Case]:
+    if sims is None:
+        sims = [r for r in SIMILARITY if r["template"] == "embedding_similarity"]
+    if lists is None:
+        lists = [r for r in SIMILARITY if r["template"] == "semantic_list_contains"]
     ungrounded = lambda r: not r["grounded"]
     return [
-        ("groundedness", GROUNDING, "grounding", ungrounded),
-        ("is_factually_consistent", GROUNDING, "grounding", ungrounded),
-        ("context_adherence", GROUNDING, "grounding", ungrounded),
-        ("toxicity", SAFETY, "text", lambda r: r["toxic"]),
-        ("content_moderation", SAFETY, "text", lambda r: r["unsafe"]),
+        ("groundedness", grounding, "grounding", ungrounded),
+        ("is_factually_consistent", grounding, "grounding", ungrounded),
+        ("context_adherence", grounding, "grounding", ungrounded),
+        ("toxicity", safety, "text", lambda r: r["toxic"]),
+        ("content_moderation", safety, "text", lambda r: r["unsafe"]),
         ("embedding_similarity", sims, "pair", lambda r: r["label"]),
         ("semantic_list_contains", lists, "pair", lambda r: r["label"]),
     ]
+
+
+def _heldout_cases() -> list[Case]:
+    return _cases(HELDOUT["grounding"], HELDOUT["safety"], HELDOUT["similarity"],
+                  HELDOUT["list_contains"])
 
 
 def _inputs(name: str, rows: list[dict[str, Any]], shape: str) -> dict[str, Any]:
@@ -93,17 +124,37 @@ def _inputs(name: str, rows: list[dict[str, Any]], shape: str) -> dict[str, Any]
 @pytest.mark.parametrize("name, rows, shape, truth", _cases(), ids=[c[0] for c in _cases()])
 def test_quality_on_the_labelled_set(api: Client, name: str, rows: list[dict[str, Any]],
                                      shape: str, truth: Callable[[dict[str, Any]], bool]) -> None:
+    _check_quality(api, name, rows, shape, truth, FLOORS[name])
+
+
+@pytest.mark.parametrize("name, rows, shape, truth", _heldout_cases(),
+                         ids=[c[0] for c in _heldout_cases()])
+def test_quality_on_the_heldout_set(api: Client, name: str, rows: list[dict[str, Any]],
+                                    shape: str, truth: Callable[[dict[str, Any]], bool]) -> None:
+    _check_quality(api, name, rows, shape, truth, HELDOUT_FLOORS[name], "held-out ")
+
+
+def _check_quality(api: Client, name: str, rows: list[dict[str, Any]], shape: str,
+                   truth: Callable[[dict[str, Any]], bool], floor: tuple[float, float, float],
+                   label: str = "") -> None:
     items = api.items(name, _inputs(name, rows, shape))  # one batch request: the model batches it
     assert len(items) == len(rows) and all(i["eval_status"] == "completed" for i in items)
     predicted = [_positive(name, i["output"]) for i in items]
-    accuracy, precision, recall = _score(name, predicted, [truth(r) for r in rows])
-    floor = FLOORS[name]
+    accuracy, precision, recall = _score(name, predicted, [truth(r) for r in rows], floor, label)
     assert accuracy >= floor[0] and precision >= floor[1] and recall >= floor[2], QUALITY[-1]
 
 
 def test_the_labelled_sets_are_large_enough() -> None:
     assert len(GROUNDING) + len(SAFETY) + len(SIMILARITY) >= 60
     assert len(SAFETY) >= 60 and len(GROUNDING) >= 40
+    assert all(len(rows) >= 40 for rows in HELDOUT.values())
+
+
+def test_the_heldout_set_repeats_no_tuned_text() -> None:
+    tuned = {r.get("output") or r.get("text") for r in GROUNDING + SAFETY + SIMILARITY}
+    tuned |= {row["text"] for row in load_seed()}
+    heldout = {r.get("output") or r.get("text") for rows in HELDOUT.values() for r in rows}
+    assert not tuned & heldout
 
 
 def test_seed_and_test_sets_are_disjoint() -> None:
