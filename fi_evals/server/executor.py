@@ -34,8 +34,8 @@ _ERROR_BACKOFF = 1.0  # seconds a worker waits after a store error
 # bigger chunks (two transactions per chunk dominate otherwise), slow ones in small chunks (so
 # that work spreads over the workers and a stop releases little).
 _MAX_CLAIM = 256
-_FAST_CHUNK = 0.05  # seconds: a full chunk done faster than this doubles the claim size
-_SLOW_CHUNK = 0.5  # seconds: a chunk slower than this halves it
+_FAST_CHUNK = 0.2  # seconds: a full chunk done faster than this doubles the claim size
+_SLOW_CHUNK = 1.0  # seconds: a chunk slower than this halves it
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,30 +210,50 @@ class ThreadWorkerPool(Executor):
     def _process(self, jobs: list[ClaimedJob]) -> None:
         finished: list[FinishedJob] = []
         counts: dict[str, list[int]] = {}
-        for index, job in enumerate(jobs):
+        index = 0
+        while index < len(jobs):
             if self._stopping.is_set():
                 self._save(finished)
                 self._release([j.eval_id for j in jobs[index:]])
                 return
-            result = self._evaluate(job)
-            finished.append(FinishedJob(job.eval_id, result.status, result.output,  # type: ignore[arg-type]
-                                        result.reason, result.runtime, result.error_message))
-            tally = counts.setdefault(job.template, [0, 0])
-            tally[result.status != "completed"] += 1
+            group, evaluator = self._group_at(jobs, index)
+            for job, result in zip(group, self._evaluate(group, evaluator), strict=True):
+                finished.append(FinishedJob(job.eval_id, result.status,  # type: ignore[arg-type]
+                                            result.output, result.reason, result.runtime,
+                                            result.error_message))
+                tally = counts.setdefault(job.template, [0, 0])
+                tally[result.status != "completed"] += 1
+            index += len(group)
         self._save(finished)
         for template, (ok, failed) in counts.items():
             self._count(template, ok, failed)
 
-    def _evaluate(self, job: ClaimedJob) -> ItemResult:
-        template = CATALOGUE.get(job.template)
+    def _group_at(self, jobs: list[ClaimedJob], index: int
+                  ) -> tuple[list[ClaimedJob], BaseEvaluator | NotEvaluable]:
+        """``jobs[index]`` and the jobs right after it that one ``evaluate_many`` call can take
+        along (same template, params and model: the items of one async request, whose texts an
+        offline model then embeds in one go); one job when the evaluator works item by item."""
+        first = jobs[index]
+        template = CATALOGUE.get(first.template)
         try:
             if template is None:
-                raise NotEvaluable(f"template {job.template!r} is no longer in the catalogue")
+                raise NotEvaluable(f"template {first.template!r} is no longer in the catalogue")
             evaluator = self.registry.get(template)
         except NotEvaluable as exc:
-            return ItemResult("failed", None, None, 0, str(exc))
-        return evaluate_items(evaluator, [job.inputs], job.params, job.model,
-                              self.sim_latency_ms)[0]
+            return [first], exc
+        end = index + 1
+        if _overrides_many(evaluator):
+            while end < len(jobs) and (jobs[end].template, jobs[end].params, jobs[end].model) \
+                    == (first.template, first.params, first.model):
+                end += 1
+        return jobs[index:end], evaluator
+
+    def _evaluate(self, group: list[ClaimedJob],
+                  evaluator: BaseEvaluator | NotEvaluable) -> list[ItemResult]:
+        if isinstance(evaluator, NotEvaluable):
+            return [ItemResult("failed", None, None, 0, str(evaluator))] * len(group)
+        return evaluate_items(evaluator, [job.inputs for job in group], group[0].params,
+                              group[0].model, self.sim_latency_ms)
 
     def _save(self, finished: list[FinishedJob]) -> None:
         if not finished:

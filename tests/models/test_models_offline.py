@@ -223,6 +223,29 @@ def test_one_model_per_process_batched_per_request(api: Client,
     assert _model.get_encoder() is encoder
 
 
+def test_async_items_of_a_request_are_embedded_together(api: Client,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _model.get_encoder()  # loaded (its probe run done) before counting
+    calls: list[int] = []
+    real = _model.Encoder._run
+
+    def spy(self: Any, texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return real(self, texts)
+
+    monkeypatch.setattr(_model.Encoder, "_run", spy)
+    outputs = [f"Async parcel {n} left the depot at {n % 12} o'clock." for n in range(40)]
+    expected = [f"Async parcel {n} is on its way." for n in range(40)]
+    ids = [e["eval_id"] for e in api.items("embedding_similarity",
+                                           {"output": outputs, "expected": expected},
+                                           is_async=True)]
+    results = [api.wait(i) for i in ids]
+    assert all(r["eval_status"] == "completed" for r in results)
+    # Workers claim several pending items at once and hand them to evaluate_many together:
+    # 80 new texts in far fewer than 40 encoder calls.
+    assert sum(calls) == 80 and len(calls) <= 10 and max(calls) >= 8, calls
+
+
 def test_tampered_weights_are_refused(tmp_path: Path, server_factory: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = _model.shipped_model_dir()
