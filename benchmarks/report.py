@@ -1,8 +1,8 @@
 """From raw runs to figures: medians, same-round ratios, targets, and the files that show them.
 
 ``analyze`` turns the raw results into per-contender medians and the target table; ``write``
-puts ``latest.json`` (raw runs and analysis), ``latest.md`` (``markdown.py``) and
-``latest.png`` (``chart.py``) in the results folder.
+puts ``latest.json`` (raw runs and analysis), ``latest.md`` (``markdown.py``, plus the M table
+added here) and ``latest.png`` (``chart.py``) in the results folder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import chart, markdown
 from benchmarks.scenarios import P2_LATENCY_MS, P2_WORKERS
 
-__all__ = ["analyze", "console", "crashed", "describe_external", "write"]
+__all__ = ["analyze", "console", "crashed", "describe_external", "m_table", "write"]
 
 P1_MIN_SPEEDUP = 20.0
 P1_MIN_INPROCESS_SHARE = 0.80
@@ -27,6 +27,13 @@ P4_MAX_MB = 150.0
 P4_MAX_GROWTH = 0.20
 """"Flat": the largest size's peak RSS at most this much above the smallest size's."""
 P5_MAX_P99_US = 50.0
+M_MIN_ITEMS_PER_S = 300.0
+M_TARGET_LENGTH = "short"
+M_TARGET_SCENARIOS = {"similarity, distinct texts": "embedding_similarity",
+                      "semantic_list_contains": "semantic_list_contains"}
+"""Issue 8 point 5: the offline embedding evaluators, all texts distinct (no cache help)."""
+M_TARGET_WHAT = ("offline embedding evaluators, short items, distinct texts (worst of "
+                 "embedding_similarity and semantic_list_contains)")
 
 Run = dict[str, Any]
 
@@ -181,6 +188,44 @@ def _p5(entry: dict[str, Any]) -> dict[str, Any]:
     return {"scenarios": out}
 
 
+def _m(entry: dict[str, Any]) -> dict[str, Any]:
+    """M: median items/s per (length, scenario) over the rounds."""
+    by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    ok_runs = [run for run in entry.get("runs", []) if "error" not in run]
+    for run in ok_runs:
+        for r in run.get("results", []):
+            by_key.setdefault((r["length"], r["scenario"]), []).append(r)
+    results = []
+    for (length, scenario), rs in by_key.items():
+        rates = [r["items_per_s"] for r in rs]
+        results.append({"length": length, "scenario": scenario, "template": rs[0]["template"],
+                        "items": rs[0]["items"], "items_per_s": _median(rates),
+                        "items_per_s_min": min(rates), "items_per_s_max": max(rates),
+                        "seconds": _median([r["seconds"] for r in rs]), "runs": len(rs)})
+    out: dict[str, Any] = {
+        "results": results, "runs": len(entry.get("runs", [])), "runs_ok": len(ok_runs),
+        "batch": next((r.get("batch") for r in ok_runs), None),
+        "model_load_seconds": _median([r["model_load_seconds"] for r in ok_runs
+                                       if r.get("model_load_seconds") is not None])}
+    for key in ("skipped", "missing"):
+        if key in entry:
+            out[key] = entry[key]
+    return out
+
+
+def _m_target(an: dict[str, Any]) -> dict[str, Any]:
+    m = an["M"]
+    rates = {r["scenario"]: r["items_per_s"] for r in m["results"]
+             if r["length"] == M_TARGET_LENGTH and r["scenario"] in M_TARGET_SCENARIOS}
+    worst = min(rates.values()) if len(rates) == len(M_TARGET_SCENARIOS) else None
+    text = f"{worst or 0:,.0f} items/s (" + ", ".join(
+        f"{M_TARGET_SCENARIOS[k]} {v:,.0f}" for k, v in rates.items()) + ")"
+    note = m.get("skipped") or m.get("missing") or (
+        "" if worst is not None else "not every embedding scenario produced a figure")
+    return _target("M", M_TARGET_WHAT, worst, text, f">= {M_MIN_ITEMS_PER_S:g} items/s",
+                   worst is not None and worst >= M_MIN_ITEMS_PER_S, note)
+
+
 def _p4_p5_targets(an: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if "P4" in an:
@@ -213,6 +258,9 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
     sc = results["scenarios"]
     an: dict[str, Any] = {}
     for key, entry in sc.items():
+        if key == "M":
+            an[key] = _m(entry)
+            continue
         if key in ("P4", "P5"):
             an[key] = _p4(entry) if key == "P4" else _p5(entry)
             if "missing" in entry:
@@ -225,6 +273,8 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
             ("fi-sync", "in-process"), ("fi-sync", "http-ceiling"),
             ("fi-sync", "server-no-http"), ("fi-sync@500", "http-ceiling@500"))}
     targets = _p1_p3_targets(sc, an) + _p4_p5_targets(an)
+    if "M" in an:
+        targets.append(_m_target(an))
     return {"scenarios": an, "targets": targets}
 
 
@@ -238,12 +288,78 @@ def write(results: dict[str, Any], analysis: dict[str, Any], folder: Path) -> li
     paths = [folder / "latest.json", folder / "latest.md"]
     paths[0].write_text(json.dumps({"results": results, "analysis": analysis}, indent=1,
                                    default=str) + "\n")
-    paths[1].write_text(markdown.render(results, analysis, None if problem else png.name))
+    paths[1].write_text(_with_m(markdown.render(results, analysis,
+                                                None if problem else png.name),
+                                results, analysis))
     return paths if problem else [*paths, png]
 
 
 def console(results: dict[str, Any], analysis: dict[str, Any]) -> str:
-    return markdown.tables(results, analysis)
+    return _with_m(markdown.tables(results, analysis), results, analysis)
+
+
+def m_table(analysis: dict[str, Any]) -> list[str]:
+    """The M section's body: every (length, scenario) of ``bench_offline_models.py``."""
+    m = analysis["scenarios"]["M"]
+    if m.get("skipped") or m.get("missing"):
+        return [m.get("skipped") or m["missing"]]
+    def n(value: float | None, digits: int = 0) -> str:
+        return "-" if value is None else f"{value:,.{digits}f}"
+    rows = ["| length | scenario | template | items | items/s | range | seconds | runs |",
+            "| :-- | :-- | :-- | --: | --: | --: | --: | --: |"]
+    for r in m["results"]:
+        spread = (f"{r['items_per_s_min']:,.0f}-{r['items_per_s_max']:,.0f}"
+                  if r["runs"] > 1 else "-")
+        rows.append(f"| {r['length']} | {r['scenario']} | {r['template']} | {r['items']:,} | "
+                    f"{n(r['items_per_s'], 1)} | {spread} | {n(r['seconds'], 2)} | "
+                    f"{r['runs']} |")
+    failed = m["runs"] - m["runs_ok"]
+    rows += ["", f"Medians of {m['runs_ok']} round(s) of `benchmarks/bench_offline_models.py`"
+             f"{f' ({failed} failed)' if failed else ''}: one in-process reference server per "
+             f"round, sync requests of {m['batch'] or '?'} items one after another, items never "
+             f"repeated except in the \"50 expected reused\" scenario; model load and first "
+             f"request {n(m['model_load_seconds'], 2)} s (median, not in the figures)."]
+    return rows
+
+
+def _m_limit(analysis: dict[str, Any]) -> list[str]:
+    missed = [t for t in analysis["targets"] if t["scenario"] == "M" and t["holds"] is False]
+    if not missed:
+        return []
+    return [f"- **M**: the offline embedding evaluators ran {missed[0]['achieved_text']} on "
+            f"short distinct items, below {M_MIN_ITEMS_PER_S:g} items/s; the M table has every "
+            "template's figure and `benchmarks/bench_offline_models.py` reproduces it alone "
+            "(the encoder is `fi_evals/server/evaluators/offline/_model.py`).", ""]
+
+
+def _with_m(text: str, results: dict[str, Any], analysis: dict[str, Any]) -> str:
+    """``text`` (``markdown.py``'s tables or page) with M's table and M's missed-target note.
+
+    ``markdown.py`` writes the ``## M: ...`` heading of every scenario but knows no M table;
+    the table goes under that heading (unless a table is already there).
+    """
+    if "M" not in analysis["scenarios"]:
+        return text
+    lines = text.split("\n")
+    heading = f"## M: {results['scenarios']['M']['title']}"
+    if heading in lines:
+        at = lines.index(heading) + 1
+        following = next((line for line in lines[at:] if line.strip()), "")
+        if not following.startswith("|") and following not in m_table(analysis)[:1]:
+            if at < len(lines) and not lines[at].strip():
+                at += 1  # the blank line under the heading is already there
+            lines[at:at] = m_table(analysis) if lines[at - 1] == "" else ["", *m_table(analysis)]
+    else:
+        lines += ["", heading, "", *m_table(analysis)]
+    limit = _m_limit(analysis)
+    if limit:
+        if "Every target holds in this run." in lines:
+            at = lines.index("Every target holds in this run.")
+            lines[at:at + 1] = limit[:-1]
+        elif "## Changes made because of this benchmark" in lines:
+            at = lines.index("## Changes made because of this benchmark")
+            lines[at:at] = limit
+    return "\n".join(lines)
 
 
 def crashed(results: dict[str, Any]) -> list[str]:
@@ -263,4 +379,7 @@ def describe_external(key: str, result: dict[str, Any]) -> str:
     if key == "P4":
         return ", ".join(f"{r['items']:,} items: peak RSS {r['peak_rss_mb']:.1f} MB "
                          f"({r['outcomes_per_second']:,} outcomes/s)" for r in result["results"])
+    if key == "M":
+        return ", ".join(f"{r['length']} {r['scenario']} {r['items_per_s']:,.0f}/s"
+                         for r in result["results"])
     return ", ".join(f"{r['scenario']} p99 {r['p99_us']:.1f} us" for r in result["results"])

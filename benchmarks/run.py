@@ -1,8 +1,10 @@
-"""``make bench``: every scenario of issue 6 in one go, then a table, a JSON file and a chart.
+"""``make bench``: every scenario of issue 6 (and issue 8's M) in one go, then a table, a JSON
+file and a chart.
 
     python -m benchmarks.run                  # the full run (about 20 minutes on 2 cores)
     python -m benchmarks.run --smoke          # tiny sizes, one run, no official client (tests)
     python -m benchmarks.run --only P2,P3 --runs 5
+    python -m benchmarks.run --only M         # the offline model templates (models extra)
 
 Each contender runs in its own process against its own fresh ``fi-evals serve`` process (the
 client and the server never share a GIL), one at a time, rounds interleaved: round 1 runs every
@@ -144,9 +146,29 @@ def run_scenario(scenario: Scenario, runs: int, official_python: Path | None,
 def _external_args(scenario: Scenario, sizes: Sizes, large: bool = True) -> list[str]:
     if scenario.key == "P4":
         return ["--sizes", *map(str, sizes.p4 if large else sizes.p4[:1])]
+    if scenario.key == "M":
+        return ["--items", str(sizes.m_items), "--length", *sizes.m_lengths,
+                *(["--batch", str(sizes.m_batch)] if sizes.m_batch else [])]
     p5 = sizes.p5
     return ["--burst", str(p5["burst"]), "--service-calls", str(p5["service_calls"]),
             "--service-rate", str(p5["service_rate"]), "--offline", str(p5["offline"])]
+
+
+def models_missing() -> str | None:
+    """Why M cannot run (the ``models`` extra is not importable), or None when it can.
+
+    Checked in a child process: the harness itself never loads onnxruntime.
+    """
+    try:
+        done = subprocess.run([sys.executable, "-c", "import numpy, onnxruntime, tokenizers"],
+                              cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"skipped: could not check the models extra ({type(exc).__name__}: {exc})"
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or ["import failed"])[-1]
+    return (f"skipped: the models extra is not installed ({last}); "
+            "pip install 'fi-evals[models]'")
 
 
 class _Done(Exception):
@@ -178,10 +200,11 @@ def _p5_smoke(sizes: Sizes, folder: str) -> dict[str, Any]:
 
 def run_external(scenario: Scenario, sizes: Sizes, runs: int, smoke: bool,
                  large_runs: int = 1) -> dict[str, Any]:
-    """P4/P5: the area's standalone script, once per round, its JSON collected.
+    """P4/P5/M: the area's standalone script, once per round, its JSON collected.
 
     P4's largest size runs only in the first ``large_runs`` rounds: 1,000,000 items take about
     4 minutes, and three of them would take a third of the time budget of ``make bench``.
+    M is skipped (with the reason, not as a crash) when the ``models`` extra is missing.
     """
     assert scenario.external is not None
     script = HERE / scenario.external
@@ -190,6 +213,10 @@ def run_external(scenario: Scenario, sizes: Sizes, runs: int, smoke: bool,
     if not script.exists():
         out["missing"] = f"benchmarks/{scenario.external} is not there yet: not run"
         _say(f"  {scenario.key}: {out['missing']}")
+        return out
+    if scenario.key == "M" and (reason := models_missing()) is not None:
+        out["skipped"] = reason
+        _say(f"  {scenario.key}: {reason}")
         return out
     for round_no in range(1, runs + 1):
         started = time.monotonic()

@@ -4,6 +4,8 @@
 ``python -m benchmarks.run --smoke`` on tiny sizes, without the official client's virtualenv,
 and checks that every scenario ran, every contender produced a figure whose counts add up
 (the server's ``/metrics`` saw exactly the evaluations asked for), and the report was written.
+M (the offline model templates) runs when the ``models`` extra is installed, and is reported as
+skipped, not crashed, when it is not.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import report  # noqa: E402
-from benchmarks.scenarios import FULL, scenarios  # noqa: E402
+from benchmarks import run as bench_run  # noqa: E402
+from benchmarks.scenarios import FULL, SMOKE, scenarios  # noqa: E402
 from fi_evals.batch.api import _chunk_size  # noqa: E402
 
 
@@ -37,7 +40,7 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     out, stdout = smoke
     data = json.loads((out / "latest.json").read_text())
     results, analysis = data["results"], data["analysis"]
-    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5"]
+    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5", "M"]
     assert results["meta"]["smoke"] and results["meta"]["machine"]["cores"] >= 1
     for key in ("P1", "P2", "P3"):
         for name, c in analysis["scenarios"][key]["contenders"].items():
@@ -49,8 +52,37 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     assert not any(name.startswith("official") for name in p1)  # no venv in make test
     assert analysis["scenarios"]["P4"]["sizes"]
     assert set(analysis["scenarios"]["P5"]["scenarios"]) == {"burst", "service"}
-    assert len(analysis["targets"]) == 7
+    assert len(analysis["targets"]) == 8
     assert "P1" in stdout and "Targets" in stdout
+
+
+_HAS_MODELS = all(importlib.util.find_spec(name) is not None
+                  for name in ("numpy", "onnxruntime", "tokenizers"))
+_M_SCENARIOS = {"similarity, distinct texts", "similarity, 50 expected reused",
+                "semantic_list_contains", "toxicity", "groundedness (2 chunks)"}
+
+
+def test_smoke_run_covers_offline_models(smoke: tuple[Path, str]) -> None:
+    out, stdout = smoke
+    data = json.loads((out / "latest.json").read_text())
+    m = data["analysis"]["scenarios"]["M"]
+    (target,) = [t for t in data["analysis"]["targets"] if t["scenario"] == "M"]
+    assert target["what"] == report.M_TARGET_WHAT
+    md = (out / "latest.md").read_text()
+    if not _HAS_MODELS:  # skipped with its reason, not a crash
+        assert "models extra is not installed" in m["skipped"] and target["holds"] is None
+        assert m["skipped"] in md
+        return
+    (run,) = data["results"]["scenarios"]["M"]["runs"]
+    assert "error" not in run, run.get("error")
+    assert m["runs_ok"] == m["runs"] == 1 and m["batch"] == SMOKE.m_batch
+    assert {(r["length"], r["scenario"]) for r in m["results"]} == \
+        {("short", name) for name in _M_SCENARIOS}
+    for r in m["results"]:
+        assert r["items"] == SMOKE.m_items and r["items_per_s"] > 0, r
+    assert target["achieved"] > 0 and target["holds"] in (True, False)
+    assert "| short | semantic_list_contains | semantic_list_contains | 40 |" in md
+    assert "bench_offline_models.py run 1/1" in stdout
 
 
 def test_smoke_report_files(smoke: tuple[Path, str]) -> None:
@@ -75,7 +107,13 @@ def test_sdk_chunks_fill_whole_waves() -> None:
 
 def test_full_sizes_are_the_issues() -> None:
     assert (FULL.p1, FULL.p2, FULL.p3, FULL.p4) == (100_000, 5_000, 20_000, (10_000, 1_000_000))
-    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5"]
+    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5", "M"]
+    assert (FULL.m_items, FULL.m_lengths) == (3_000, ("short", "sentence"))
+    (m,) = [s for s in scenarios(FULL) if s.key == "M"]
+    assert bench_run._external_args(m, FULL) == ["--items", "3000", "--length", "short",
+                                                  "sentence"]
+    assert bench_run._external_args(m, SMOKE) == ["--items", "40", "--length", "short",
+                                                   "--batch", "20"]
 
 
 def _run(items: int, seconds: float, **extra: object) -> dict[str, object]:
@@ -105,3 +143,51 @@ def test_a_run_whose_counts_do_not_add_up_is_flagged() -> None:
         "chunk_size": 0, "runs": runs}}}}}
     c = report.analyze(results)["scenarios"]["P3"]["contenders"]["fi-async"]
     assert c["problems"] == ["the server ran 9 evaluations for 10 outcomes"]
+
+
+def _m_round(rates: dict[tuple[str, str], float]) -> dict[str, object]:
+    return {"batch": 500, "model_load_seconds": 1.0, "results": [
+        {"length": length, "scenario": name, "template": "t", "items": 3000,
+         "seconds": 3000 / rate, "items_per_s": rate} for (length, name), rate in rates.items()]}
+
+
+def test_m_target_is_the_worst_embedding_median() -> None:
+    def rates(similarity: float, contains: float) -> dict[tuple[str, str], float]:
+        return {("short", "similarity, distinct texts"): similarity,
+                ("short", "semantic_list_contains"): contains,
+                ("short", "toxicity"): 10.0,  # not part of the target
+                ("sentence", "semantic_list_contains"): 5.0}
+
+    runs = [_m_round(rates(400, 350)), _m_round(rates(100, 900)), _m_round(rates(420, 320))]
+    results = {"meta": {}, "scenarios": {"M": {"title": "t", "runs": runs}}}
+    analysis = report.analyze(results)
+    by_key = {(r["length"], r["scenario"]): r for r in analysis["scenarios"]["M"]["results"]}
+    assert by_key[("short", "similarity, distinct texts")]["items_per_s"] == 400
+    assert by_key[("short", "semantic_list_contains")]["items_per_s"] == 350
+    (target,) = analysis["targets"]
+    assert target["achieved"] == 350 and target["holds"] is True
+    runs[0] = _m_round(rates(400, 250))
+    runs[2] = _m_round(rates(420, 280))
+    analysis = report.analyze(results)
+    (target,) = analysis["targets"]
+    assert target["achieved"] == 280 and target["holds"] is False
+    page = report._with_m("## M: t\n\n## What limits\n\nEvery target holds in this run.",
+                          results, analysis)
+    assert "Every target holds" not in page and "- **M**: " in page
+    assert "| short | semantic_list_contains | t | 3,000 | 280.0 | 250-900 |" in page
+
+
+def test_m_without_the_models_extra_is_skipped_not_crashed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = "skipped: the models extra is not installed (No module named 'onnxruntime')"
+    monkeypatch.setattr(bench_run, "models_missing", lambda: reason)
+    (m,) = [s for s in scenarios(SMOKE) if s.key == "M"]
+    entry = bench_run.run_external(m, SMOKE, 1, True)
+    assert entry["skipped"] == reason and entry["runs"] == []
+    results = {"meta": {}, "scenarios": {"M": entry}}
+    analysis = report.analyze(results)
+    (target,) = analysis["targets"]
+    assert target["holds"] is None and target["note"] == reason
+    assert report.crashed(results) == []
+    text = report.console(results, analysis)
+    assert text.count(reason) == 2  # the target's note and the M section
