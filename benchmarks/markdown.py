@@ -115,6 +115,22 @@ def _p5(an: dict[str, Any]) -> list[str]:
                    "p99.9 us", "max us", "runs"], rows)
 
 
+def _m(an: dict[str, Any]) -> list[str]:
+    if an.get("skipped") or an.get("missing"):
+        return [an.get("skipped") or an["missing"]]
+    rows = [[r["length"], r["scenario"], r["template"], _n(r["items"]), _n(r["items_per_s"], 1),
+             f"{r['items_per_s_min']:,.0f}-{r['items_per_s_max']:,.0f}" if r["runs"] > 1
+             else "-", _n(r["seconds"], 2), str(r["runs"])] for r in an["results"]]
+    failed = an["runs"] - an["runs_ok"]
+    return [*_table(["length", "scenario", "template", "items", "items/s", "range", "seconds",
+                     "runs"], rows, "lllrrrrr"),
+            "", f"Medians of {an['runs_ok']} round(s) of `benchmarks/bench_offline_models.py`"
+            f"{f' ({failed} failed)' if failed else ''}: one in-process reference server per "
+            f"round, sync requests of {an['batch'] or '?'} items one after another, items never "
+            "repeated except in the \"50 expected reused\" scenario; model load and first "
+            f"request {_n(an['model_load_seconds'], 2)} s (median, not in the figures)."]
+
+
 def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
     """The target table and one table per scenario (also what the console shows)."""
     from benchmarks.report import P2_IDEAL
@@ -133,6 +149,8 @@ def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
             lines += _p4(an[key])
         elif key == "P5":
             lines += _p5(an[key])
+        elif key == "M":
+            lines += _m(an[key])
     return "\n".join(lines)
 
 

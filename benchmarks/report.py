@@ -1,8 +1,8 @@
 """From raw runs to figures: medians, same-round ratios, targets, and the files that show them.
 
 ``analyze`` turns the raw results into per-contender medians and the target table; ``write``
-puts ``latest.json`` (raw runs and analysis), ``latest.md`` (``markdown.py``, plus the M table
-added here) and ``latest.png`` (``chart.py``) in the results folder.
+puts ``latest.json`` (raw runs and analysis), ``latest.md`` (``markdown.py``) and
+``latest.png`` (``chart.py``) in the results folder.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from benchmarks import chart, markdown
 from benchmarks.scenarios import P2_LATENCY_MS, P2_WORKERS
 
-__all__ = ["analyze", "console", "crashed", "describe_external", "m_table", "write"]
+__all__ = ["analyze", "console", "crashed", "describe_external", "write"]
 
 P1_MIN_SPEEDUP = 20.0
 P1_MIN_INPROCESS_SHARE = 0.80
@@ -288,78 +288,12 @@ def write(results: dict[str, Any], analysis: dict[str, Any], folder: Path) -> li
     paths = [folder / "latest.json", folder / "latest.md"]
     paths[0].write_text(json.dumps({"results": results, "analysis": analysis}, indent=1,
                                    default=str) + "\n")
-    paths[1].write_text(_with_m(markdown.render(results, analysis,
-                                                None if problem else png.name),
-                                results, analysis))
+    paths[1].write_text(markdown.render(results, analysis, None if problem else png.name))
     return paths if problem else [*paths, png]
 
 
 def console(results: dict[str, Any], analysis: dict[str, Any]) -> str:
-    return _with_m(markdown.tables(results, analysis), results, analysis)
-
-
-def m_table(analysis: dict[str, Any]) -> list[str]:
-    """The M section's body: every (length, scenario) of ``bench_offline_models.py``."""
-    m = analysis["scenarios"]["M"]
-    if m.get("skipped") or m.get("missing"):
-        return [m.get("skipped") or m["missing"]]
-    def n(value: float | None, digits: int = 0) -> str:
-        return "-" if value is None else f"{value:,.{digits}f}"
-    rows = ["| length | scenario | template | items | items/s | range | seconds | runs |",
-            "| :-- | :-- | :-- | --: | --: | --: | --: | --: |"]
-    for r in m["results"]:
-        spread = (f"{r['items_per_s_min']:,.0f}-{r['items_per_s_max']:,.0f}"
-                  if r["runs"] > 1 else "-")
-        rows.append(f"| {r['length']} | {r['scenario']} | {r['template']} | {r['items']:,} | "
-                    f"{n(r['items_per_s'], 1)} | {spread} | {n(r['seconds'], 2)} | "
-                    f"{r['runs']} |")
-    failed = m["runs"] - m["runs_ok"]
-    rows += ["", f"Medians of {m['runs_ok']} round(s) of `benchmarks/bench_offline_models.py`"
-             f"{f' ({failed} failed)' if failed else ''}: one in-process reference server per "
-             f"round, sync requests of {m['batch'] or '?'} items one after another, items never "
-             f"repeated except in the \"50 expected reused\" scenario; model load and first "
-             f"request {n(m['model_load_seconds'], 2)} s (median, not in the figures)."]
-    return rows
-
-
-def _m_limit(analysis: dict[str, Any]) -> list[str]:
-    missed = [t for t in analysis["targets"] if t["scenario"] == "M" and t["holds"] is False]
-    if not missed:
-        return []
-    return [f"- **M**: the offline embedding evaluators ran {missed[0]['achieved_text']} on "
-            f"short distinct items, below {M_MIN_ITEMS_PER_S:g} items/s; the M table has every "
-            "template's figure and `benchmarks/bench_offline_models.py` reproduces it alone "
-            "(the encoder is `fi_evals/server/evaluators/offline/_model.py`).", ""]
-
-
-def _with_m(text: str, results: dict[str, Any], analysis: dict[str, Any]) -> str:
-    """``text`` (``markdown.py``'s tables or page) with M's table and M's missed-target note.
-
-    ``markdown.py`` writes the ``## M: ...`` heading of every scenario but knows no M table;
-    the table goes under that heading (unless a table is already there).
-    """
-    if "M" not in analysis["scenarios"]:
-        return text
-    lines = text.split("\n")
-    heading = f"## M: {results['scenarios']['M']['title']}"
-    if heading in lines:
-        at = lines.index(heading) + 1
-        following = next((line for line in lines[at:] if line.strip()), "")
-        if not following.startswith("|") and following not in m_table(analysis)[:1]:
-            if at < len(lines) and not lines[at].strip():
-                at += 1  # the blank line under the heading is already there
-            lines[at:at] = m_table(analysis) if lines[at - 1] == "" else ["", *m_table(analysis)]
-    else:
-        lines += ["", heading, "", *m_table(analysis)]
-    limit = _m_limit(analysis)
-    if limit:
-        if "Every target holds in this run." in lines:
-            at = lines.index("Every target holds in this run.")
-            lines[at:at + 1] = limit[:-1]
-        elif "## Changes made because of this benchmark" in lines:
-            at = lines.index("## Changes made because of this benchmark")
-            lines[at:at] = limit
-    return "\n".join(lines)
+    return markdown.tables(results, analysis)
 
 
 def crashed(results: dict[str, Any]) -> list[str]:
