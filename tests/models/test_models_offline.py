@@ -327,6 +327,20 @@ def test_the_encoder_runs_batches_on_every_worker_and_keeps_order() -> None:
     assert f"workers={encoder.workers}" in repr(encoder)
 
 
+@pytest.mark.parametrize("precision", _model.PRECISIONS)
+def test_a_corrupt_cached_graph_is_built_again(precision: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(C.ENV_MODEL_CACHE, str(tmp_path))
+    folder, weights = _model.shipped_model_dir(), _model.PINNED_SHA256["model.safetensors"]
+    graph = _model.built_graph(folder, weights, precision)
+    recorded = graph.with_name(graph.name + ".sha256").read_text("ascii").strip()
+    assert graph.parent.parent == tmp_path and _model.sha256_file(graph) == recorded
+    with open(graph, "ab") as fh:
+        fh.write(b"tampered")
+    assert _model.built_graph(folder, weights, precision) == graph
+    assert _model.sha256_file(graph) == recorded  # the same bytes again: the build is exact
+
+
 def test_an_unknown_precision_is_refused(monkeypatch: pytest.MonkeyPatch,
                                          server_factory: Any) -> None:
     with pytest.raises(ValueError, match="embedding_precision must be one of int8, fp32"):

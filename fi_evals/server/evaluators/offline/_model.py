@@ -157,14 +157,16 @@ def built_graph(folder: Path, weights_sha: str, precision: str = "fp32") -> Path
     """
     from fi_evals.server.evaluators.offline._graph import GRAPH_VERSION, build_graph
 
-    try:
-        import onnx  # noqa: F401 - build-time dependency: fail here, before any work
-    except ImportError as exc:
-        raise ModelError(f"building the ONNX graph needs onnx: {INSTALL_HINT}") from exc
+    def build(partial: Path) -> None:
+        try:
+            import onnx  # noqa: F401 - build-time dependency: fail here, before any work
+        except ImportError as exc:
+            raise ModelError(f"building the ONNX graph needs onnx: {INSTALL_HINT}") from exc
+        build_graph(folder, partial, int8=precision == "int8")
+
     target_dir = cache_root() / f"{weights_sha[:32]}-graph{GRAPH_VERSION}"
     name = "encoder.onnx" if precision == "fp32" else f"encoder.{precision}.onnx"
-    return _cached(target_dir / name,
-                   lambda partial: build_graph(folder, partial, int8=precision == "int8"))
+    return _cached(target_dir / name, build)
 
 
 def _resolve(path: str | None, precision: str) -> tuple[Path, Path, str]:
