@@ -202,9 +202,11 @@ def test_async_offline_evaluation(api: Client) -> None:
     assert [api.wait(i)["result"]["value"] for i in ids] == ["Failed", "Passed"]
 
 
-def test_one_model_per_process_batched_per_request(api: Client,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    encoder = _model.get_encoder()
+@pytest.fixture()
+def encoder_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of texts of every model run from now on (the encoder is loaded first, so
+    its probe run is not counted)."""
+    _model.get_encoder()
     calls: list[int] = []
     real = _model.Encoder._run
 
@@ -213,6 +215,13 @@ def test_one_model_per_process_batched_per_request(api: Client,
         return real(self, texts)
 
     monkeypatch.setattr(_model.Encoder, "_run", spy)
+    return calls
+
+
+def test_one_model_per_process_batched_per_request(api: Client,
+                                                   encoder_calls: list[int]) -> None:
+    calls = encoder_calls
+    encoder = _model.get_encoder()
     outputs = [f"Order {n} shipped on day {n}." for n in range(100)]
     items = api.items("embedding_similarity", {"output": outputs,
                                                "expected": ["Your order has shipped."] * 100})
@@ -224,16 +233,8 @@ def test_one_model_per_process_batched_per_request(api: Client,
 
 
 def test_async_items_of_a_request_are_embedded_together(api: Client,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    _model.get_encoder()  # loaded (its probe run done) before counting
-    calls: list[int] = []
-    real = _model.Encoder._run
-
-    def spy(self: Any, texts: list[str]) -> Any:
-        calls.append(len(texts))
-        return real(self, texts)
-
-    monkeypatch.setattr(_model.Encoder, "_run", spy)
+                                                        encoder_calls: list[int]) -> None:
+    calls = encoder_calls
     outputs = [f"Async parcel {n} left the depot at {n % 12} o'clock." for n in range(40)]
     expected = [f"Async parcel {n} is on its way." for n in range(40)]
     ids = [e["eval_id"] for e in api.items("embedding_similarity",
