@@ -10,6 +10,8 @@ Items are short (4-10 words, like answers and reference strings), generated from
 vocabulary with a seeded RNG, and never repeat across scenarios or rounds, so the per-process
 embedding cache cannot inflate the numbers, except in the scenario that says so
 (``similarity, repeated expected``: 50 gold answers reused, as in a real labelled set).
+``similarity, distinct texts, async`` (short texts only) submits every request with
+``is_async`` and bulk-polls until all items are done: the server's worker threads batch them.
 
 Usage (standalone)::
 
@@ -84,6 +86,7 @@ def short_texts(rng: random.Random, seen: set[str], length: str = "short") -> It
 
 
 Builder = Callable[[Iterator[str], int], tuple[str, dict[str, Any]]]
+_POLL_SECONDS = 0.2
 
 
 def _similarity(texts: Iterator[str], n: int) -> tuple[str, dict[str, Any]]:
@@ -133,6 +136,39 @@ def run_scenario(session: requests.Session, url: str, build: Builder, texts: Ite
             "items_per_s": round(done / elapsed, 1)}
 
 
+def run_async_scenario(session: requests.Session, base: str, build: Builder,
+                       texts: Iterator[str], items: int, batch: int) -> dict[str, Any]:
+    """items/s of one scenario submitted with ``is_async`` (every batch at once), then
+    bulk-polled until every item is done: the server's worker threads do the work."""
+    ids: list[str] = []
+    name = ""
+    started = time.perf_counter()
+    while len(ids) < items:
+        name, inputs = build(texts, min(batch, items - len(ids)))
+        response = session.post(base + C.PATH_NEW_EVAL, timeout=600,
+                                json={"eval_name": name, "inputs": inputs, "is_async": True})
+        response.raise_for_status()
+        ids += [e["eval_id"] for e in response.json()["result"][0]["evaluations"]]
+    pending = list(ids)
+    while pending:
+        time.sleep(_POLL_SECONDS)
+        still = []
+        for start in range(0, len(pending), C.DEFAULT_MAX_STATUS_IDS):
+            chunk = pending[start:start + C.DEFAULT_MAX_STATUS_IDS]
+            response = session.post(base + C.PATH_BULK_STATUS, timeout=60,
+                                    json={"eval_ids": chunk})
+            response.raise_for_status()
+            for record in response.json()["result"]:
+                if record["eval_status"] == "failed":
+                    raise RuntimeError(f"{name}: an item failed: {record}")
+                if record["eval_status"] != "completed":
+                    still.append(record["eval_id"])
+        pending = still
+    elapsed = time.perf_counter() - started
+    return {"template": name, "items": len(ids), "seconds": round(elapsed, 3),
+            "items_per_s": round(len(ids) / elapsed, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=3000, help="items per scenario")
@@ -164,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
                              ("semantic_list_contains", _list_contains),
                              ("toxicity", _toxicity),
                              ("groundedness (2 chunks)", _groundedness)]
+                if length == "short":
+                    scenarios.append(("similarity, distinct texts, async", _similarity))
                 for label, build in scenarios:
+                    run = run_async_scenario if label.endswith("async") else run_scenario
+                    where = server.url if label.endswith("async") else url
                     result = {"length": length, "scenario": label,
-                              **run_scenario(session, url, build, texts, args.items, args.batch)}
+                              **run(session, where, build, texts, args.items, args.batch)}
                     results.append(result)
                     print(f"{length:<9} {label:<32} {result['items_per_s']:>8.1f} items/s  "
                           f"({result['items']} items in {result['seconds']:.2f} s)", flush=True)

@@ -59,7 +59,8 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
 _HAS_MODELS = all(importlib.util.find_spec(name) is not None
                   for name in ("numpy", "onnxruntime", "tokenizers"))
 _M_SCENARIOS = {"similarity, distinct texts", "similarity, 50 expected reused",
-                "semantic_list_contains", "toxicity", "groundedness (2 chunks)"}
+                "semantic_list_contains", "toxicity", "groundedness (2 chunks)",
+                "similarity, distinct texts, async"}
 
 
 def test_smoke_run_covers_offline_models(smoke: tuple[Path, str]) -> None:

@@ -304,7 +304,8 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def default_precision() -> str:
-    """``$FI_EMBEDDING_PRECISION`` when set, else :data:`fi_evals._constants.EMBEDDING_PRECISION`."""
+    """``$FI_EMBEDDING_PRECISION`` when set, else
+    :data:`fi_evals._constants.EMBEDDING_PRECISION`."""
     return os.environ.get(C.ENV_EMBEDDING_PRECISION) or C.EMBEDDING_PRECISION
 
 
