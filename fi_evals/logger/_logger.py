@@ -433,4 +433,10 @@ def _close_all_at_exit() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
                         after_in_child=_after_fork_in_child)
+# urllib3 empties every connection pool at exit through weakref.finalize, and atexit runs its
+# hooks last-registered first. weakref registers its exit hook when the first finalizer is
+# made, which may be after this import (the first pool): a sender thread that had not sent yet
+# would then wait forever for a connection while the exit flush waits for it. Making a
+# finalizer first puts weakref's hook before ours, so the loggers flush while pools still work.
+weakref.finalize(_close_all_at_exit, lambda: None)
 atexit.register(_close_all_at_exit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -207,3 +209,35 @@ def test_prepare_encodes_like_the_sdk_and_groups_by_template_keys_and_params():
 def test_prepare_rejects_misuse_with_a_typed_error(name, inputs, params, error):
     with pytest.raises(error):
         Preparer(None).prepare(_entry(name, inputs, params), gen=1)
+
+
+_EXIT_ORDER_SCRIPT = """
+import fi_evals.logger._logger as L
+import urllib3
+
+pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, maxsize=2)  # made after the logger import
+
+
+class StandIn:  # a live logger, as the exit hook sees it
+    closed = False
+    exit_timeout = 0.1
+
+    def close(self, timeout):
+        print("free connection slots at the loggers' exit flush:", pool.pool.qsize(), flush=True)
+
+
+keep = StandIn()
+L._LIVE.add(keep)
+"""
+
+
+def test_loggers_flush_at_exit_before_urllib3_empties_its_pools(tmp_path: Path) -> None:
+    # urllib3 drains every pool at exit (weakref.finalize); a logger whose sender had not
+    # sent yet used to wait forever for a connection, and spooled everything.
+    script = tmp_path / "exit_order.py"
+    script.write_text(_EXIT_ORDER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           timeout=60, env=env)
+    assert child.returncode == 0, child.stderr
+    assert "free connection slots at the loggers' exit flush: 2" in child.stdout, child.stdout
