@@ -200,7 +200,15 @@ class ThreadWorkerPool(Executor):
                         self._wake.wait(_IDLE_WAIT)
                 continue
             started = time.monotonic()
-            self._process(jobs)
+            try:
+                self._process(jobs)
+            except Exception as exc:  # noqa: BLE001 - a bug must not silently kill the worker
+                log.exception("processing %d claimed evaluations failed", len(jobs))
+                # Rows already stored keep their results (finish() only updates unfinished
+                # rows); the rest fail with the reason instead of staying 'processing'.
+                message = f"server error while evaluating: {type(exc).__name__}: {exc}"
+                self._save([FinishedJob(j.eval_id, "failed", None, None, 0, message)
+                            for j in jobs])
             elapsed = time.monotonic() - started
             if elapsed < _FAST_CHUNK and len(jobs) == size:
                 size = min(size * 2, _MAX_CLAIM)
