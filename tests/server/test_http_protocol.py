@@ -279,28 +279,3 @@ def test_metrics_expose_the_documented_names(api: Api) -> None:
                  "fi_evals_queue_depth", "fi_evals_idempotent_replays_total"):
         assert f"\n{name}" in text, name
     assert 'fi_evals_http_requests_total{route="/sdk/api/v1/new-eval/",status="200"}' in text
-
-
-def test_a_bug_in_the_worker_fails_the_claimed_items_and_the_worker_goes_on(
-        server_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fi_evals.server.executor import ThreadWorkerPool
-
-    api = Api(server_factory(workers=1))
-    real = ThreadWorkerPool._group_at
-
-    def broken(self: Any, jobs: Any, index: int) -> Any:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(ThreadWorkerPool, "_group_at", broken)
-    r = api.post(C.PATH_NEW_EVAL, {"eval_name": "is_json", "inputs": {"text": ["{}", "["]},
-                                   "is_async": True})
-    ids = [e["eval_id"] for e in r.json()["result"][0]["evaluations"]]
-    entries = wait_finished(api, ids)
-    assert [e["eval_status"] for e in entries] == ["failed", "failed"]
-    detail = api.get(C.PATH_NEW_EVAL, params={"eval_id": ids[0]}).json()["result"]
-    assert "server error while evaluating: RuntimeError: boom" in str(detail)
-    monkeypatch.setattr(ThreadWorkerPool, "_group_at", real)  # the same worker thread again
-    r = api.post(C.PATH_NEW_EVAL, {"eval_name": "is_json", "inputs": {"text": ["{}"]},
-                                   "is_async": True})
-    (entry,) = wait_finished(api, [r.json()["result"][0]["evaluations"][0]["eval_id"]])
-    assert entry["eval_status"] == "completed"
