@@ -34,8 +34,8 @@ _ERROR_BACKOFF = 1.0  # seconds a worker waits after a store error
 # bigger chunks (two transactions per chunk dominate otherwise), slow ones in small chunks (so
 # that work spreads over the workers and a stop releases little).
 _MAX_CLAIM = 256
-_FAST_CHUNK = 0.2  # seconds: a full chunk done faster than this doubles the claim size
-_SLOW_CHUNK = 1.0  # seconds: a chunk slower than this halves it
+_FAST_CHUNK = 0.05  # seconds: a full chunk done faster than this doubles the claim size
+_SLOW_CHUNK = 0.5  # seconds: a chunk slower than this halves it
 
 
 @dataclass(frozen=True, slots=True)
