@@ -75,6 +75,13 @@ class _Builder:
         self.inits: list[Any] = []
         self.nodes: list[Any] = []
         self._quantized: dict[str, tuple[str, str]] = {}
+        if int8:  # the constants of quantize() and of the integer products
+            self.init("act_zero_point", np.array(_ACT_ZERO_POINT, dtype=np.uint8))
+            self.const("f_one", 1.0)
+            self.ints("ax_last_1d", [-1])
+            self.const("act_levels", float(_ACT_LEVELS))
+            self.const("act_min_amax", 1e-12)
+            self.const("act_shift", _ACT_ZERO_POINT + 0.5)  # Cast truncates: this rounds
 
     def init(self, name: str, array: np.ndarray) -> str:
         self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
@@ -124,13 +131,6 @@ class _Builder:
         row of the last axis has its own scale, so a text's vector never depends on the other
         texts of its batch) around the zero point 128; made once per tensor."""
         if x not in self._quantized:
-            if not self._quantized:
-                self.init("act_zero_point", np.array(_ACT_ZERO_POINT, dtype=np.uint8))
-                self.const("f_one", 1.0)
-                self.ints("ax_last_1d", [-1])
-                self.const("act_levels", float(_ACT_LEVELS))
-                self.const("act_min_amax", 1e-12)
-                self.const("act_shift", _ACT_ZERO_POINT + 0.5)  # Cast truncates: this rounds
             amax = self.node("Max", [self.node("ReduceMax", [self.node("Abs", [x], x + "_abs"),
                                                              "ax_last_1d"], x + "_amax",
                                                keepdims=1), "act_min_amax"], x + "_amax_c")
