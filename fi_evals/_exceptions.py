@@ -5,7 +5,9 @@
     FiEvalsError                        root: ``except FiEvalsError`` catches everything we raise
     ├── MissingCredentialsError         (also ValueError) no API key / secret key given or in env
     ├── UnknownTemplateError            (also ValueError) client-side check, before any request
+    ├── TemplateUnavailableError        (also ValueError) the server cannot run it (no judge...)
     ├── InvalidInputError               (also ValueError) client-side check, before any request
+    │   └── KeyMappingError             a key's field is not in the first row (preflight)
     ├── APIError                        the server answered with an error status
     │   ├── BadRequestError             400  fix the request (validation_error)
     │   ├── AuthenticationError         401  fix the keys
@@ -51,6 +53,7 @@ __all__ = [
     "IdempotencyError",
     "InvalidInputError",
     "ItemError",
+    "KeyMappingError",
     "MissingCredentialsError",
     "NotFoundError",
     "OverloadedError",
@@ -58,6 +61,7 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ServerError",
+    "TemplateUnavailableError",
     "UnknownTemplateError",
     "WaitTimeoutError",
     "error_from_response",
@@ -110,6 +114,53 @@ class InvalidInputError(FiEvalsError, ValueError):
         where = "".join([f" [template {template!r}]" if template else "",
                          f" [item {item}]" if item is not None else ""])
         super().__init__(f"{message}{where}")
+
+
+class TemplateUnavailableError(FiEvalsError, ValueError):
+    """The server lists the template but cannot run it (no judge configured, a missing extra).
+
+    Raised before anything is sent, from the server's ``get-evals/`` entry (PROTOCOL.md B,
+    "Template availability"); servers that do not say (the hosted API) are assumed able to run
+    every template they list.
+
+    Attributes:
+        name: the template name.
+        reason: the server's ``unavailable_reason``: what the operator must do.
+    """
+
+    def __init__(self, name: str, reason: str | None = None) -> None:
+        self.name = name
+        self.reason = reason or "the server gives no reason"
+        super().__init__(f"the server cannot run template {name!r}: {self.reason}")
+
+
+class KeyMappingError(InvalidInputError):
+    """A template key is read from a field the first row does not have (a typo, or a missing
+    ``key_mapping`` entry); raised before anything is sent, instead of failing every row.
+
+    Attributes:
+        label: the eval's label.
+        key: the template key (``output``, ``text``...).
+        field: the row field it is read from.
+        fields: the first row's field names.
+        suggestion: the closest field name, or None.
+    """
+
+    def __init__(self, *, label: str, template: str, key: str, field: str,
+                 fields: Sequence[str], suggestion: str | None = None) -> None:
+        self.label = label
+        self.key = key
+        self.field = field
+        self.fields = tuple(fields)
+        self.suggestion = suggestion
+        target = suggestion or "<field>"
+        hint = f" Did you mean {suggestion!r}?" if suggestion else ""
+        message = (f"eval {label!r} reads key {key!r} from field {field!r}, which the first "
+                   f"row does not have.{hint} The row's fields: "
+                   f"{', '.join(self.fields) or '(none)'}. Map it with "
+                   f"key_mapping={{{key!r}: {target!r}}}, or "
+                   f"{{{label!r}: {{{key!r}: {target!r}}}}} for this eval only.")
+        super().__init__(message, template=template)
 
 
 # --------------------------------------------------------------------------- server answers

@@ -69,8 +69,15 @@ class Template:
                 return k
         return None
 
-    def to_info(self, *, evaluable: bool | None = None) -> TemplateInfo:
-        """The ``get-evals/`` entry of this template."""
+    def to_info(self, *, evaluable: bool | None = None, unavailable_reason: str | None = None,
+                approximation: str | None = None) -> TemplateInfo:
+        """The ``get-evals/`` entry of this template.
+
+        Args:
+            evaluable: whether the server can run it (default: deterministic templates only).
+            unavailable_reason: when it cannot, the one thing the operator must do.
+            approximation: when a local model stands in for the LLM judge, which one.
+        """
         return TemplateInfo(
             name=self.name,
             description=self.description,
@@ -84,6 +91,8 @@ class Template:
                 params=dict(self.params),
                 choices=list(self.choices) if self.choices is not None else None,
                 evaluable=self.family == "deterministic" if evaluable is None else evaluable,
+                unavailable_reason=unavailable_reason,
+                approximation=approximation,
             ),
         )
 

@@ -21,7 +21,7 @@ from fi_evals._constants import BATCH_THRESHOLD_MIN_COVERAGE
 from fi_evals._extras import require
 from fi_evals.batch.output import BatchItem, open_writer, read_jsonl
 from fi_evals.batch.specs import EvalSpec
-from fi_evals.batch.stats import BatchStats, TemplateStats
+from fi_evals.batch.stats import BatchStats, FailingOutcome, TemplateStats
 
 __all__ = ["BatchResult", "ThresholdCheck", "check_thresholds", "parse_thresholds"]
 
@@ -113,18 +113,24 @@ class BatchResult:
         input_error: the exception the input raised, as text, or None.
         output: the streamed output file, when ``output=`` was given.
         checks: one :class:`ThresholdCheck` per threshold.
+        max_error_rate: the share of errored outcomes that ``passed`` tolerates.
+        approximations: label -> what stands in for the LLM judge, for the evals the server
+            computed with a local approximation (marked in the summary).
     """
 
     def __init__(self, specs: list[EvalSpec], stats: BatchStats, *,
                  items: list[BatchItem] | None, output: str | os.PathLike[str] | None,
                  stopped: str | None, checks: list[ThresholdCheck],
-                 input_error: str | None = None) -> None:
+                 input_error: str | None = None, max_error_rate: float = 0.0,
+                 approximations: Mapping[str, str] | None = None) -> None:
         self.specs = specs
         self.input_error = input_error
         self.stats = stats
         self.stopped = stopped
         self.output = Path(output) if output is not None else None
         self.checks = checks
+        self.max_error_rate = max_error_rate
+        self.approximations = dict(approximations or {})
         self._items = items
 
     # ------------------------------------------------------------------ status
@@ -140,11 +146,28 @@ class BatchResult:
         return self.stopped is None
 
     @property
-    def passed(self) -> bool | None:
-        """The thresholds' verdict: True when all hold, False when one fails, None without any."""
-        if not self.checks:
-            return None
-        return all(c.passed for c in self.checks)
+    def passed(self) -> bool:
+        """True only when the batch finished, its errors are within ``max_error_rate`` and
+        every threshold holds (what ``fi-evals run`` turns into exit status 0)."""
+        return not self.problems
+
+    @property
+    def problems(self) -> list[str]:
+        """Why ``passed`` is False, one phrase each (empty when it is True)."""
+        found = []
+        if self.stopped is not None:
+            found.append({"deadline": "the batch stopped at its deadline",
+                          "interrupted": "the batch was interrupted",
+                          "input_error": f"reading the input failed ({self.input_error})",
+                          }.get(self.stopped, f"the batch stopped ({self.stopped})"))
+        s = self.stats
+        if s.errors and s.error_rate > self.max_error_rate:
+            found.append(f"{s.errors:,} of {s.outcomes:,} outcomes errored "
+                         f"({s.error_rate:.1%} > max error rate {self.max_error_rate:.1%})")
+        failed = [c for c in self.checks if not c.passed]
+        if failed:
+            found.append(f"{len(failed)} of {len(self.checks)} thresholds failed")
+        return found
 
     # ------------------------------------------------------------------ items
 
@@ -236,10 +259,14 @@ class BatchResult:
 
         return render_summary(self)
 
+    @property
+    def failures(self) -> list[FailingOutcome]:
+        """The first failing or errored rows' outcomes (``show`` rows; for the summary)."""
+        return list(self.stats.failures.outcomes)
+
     __str__ = summary
 
     def __repr__(self) -> str:
         state = self.stopped or "complete"
-        verdict = {None: "", True: ", thresholds PASS", False: ", thresholds FAIL"}[self.passed]
         return (f"<BatchResult {self.stats.items} items x {len(self.specs)} evals, "
-                f"{self.stats.errors} errors, {state}{verdict}>")
+                f"{self.stats.errors} errors, {state}, {'PASS' if self.passed else 'FAIL'}>")

@@ -16,11 +16,13 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from fi_evals._constants import BATCH_LATENCY_RESERVOIR, OUTPUT_FAILED, OUTPUT_PASSED
 
-__all__ = ["BatchStats", "ConcurrencyChange", "LatencyReservoir", "TemplateStats"]
+__all__ = ["BatchStats", "ConcurrencyChange", "FailingOutcome", "FailureSample",
+           "LatencyReservoir", "TemplateStats"]
 
 _SCORE_TYPES = frozenset({"score", "numeric"})
 
@@ -58,6 +60,68 @@ class LatencyReservoir:
 
     def __repr__(self) -> str:
         return f"<LatencyReservoir {len(self._sample)}/{self.count} samples>"
+
+
+@dataclass(frozen=True)
+class FailingOutcome:
+    """One failing or errored outcome, as the summary shows it.
+
+    Attributes:
+        index: the row's position in the input (0-based).
+        label: the eval's label.
+        outcome: the verdict (``Failed``, ``score 0.31 < 0.5``) or the error type.
+        reason: the evaluator's reason or the error message, on one line.
+        errored: True for an error (no verdict), False for a failing verdict.
+    """
+
+    index: int
+    label: str
+    outcome: str
+    reason: str
+    errored: bool
+
+
+def _one_line(text: str | None, width: int = 160) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[:width - 3] + "..."
+
+
+class FailureSample:
+    """Counts the rows that failed or errored, and keeps the first ``limit`` of them for the
+    summary (bounded memory)."""
+
+    def __init__(self, limit: int = 5) -> None:
+        self.limit = limit
+        self.rows = 0
+        self.kept = 0
+        self.outcomes: list[FailingOutcome] = []
+
+    def offer(self, index: int, results: Mapping[str, Any],
+              templates: Mapping[str, TemplateStats]) -> None:
+        """Look at one finished row (label -> EvalResult): count it if it fails, and keep its
+        failing outcomes while fewer than ``limit`` rows are kept."""
+        found = []
+        for label, result in results.items():
+            if not result.ok:
+                error = result.error
+                found.append(FailingOutcome(index, label, error.type if error else result.status,
+                                            _one_line(error.message if error else result.reason),
+                                            True))
+                continue
+            verdict = templates[label].verdict(result.output)
+            if verdict is not None:
+                found.append(FailingOutcome(index, label, verdict, _one_line(result.reason),
+                                            False))
+        if not found:
+            return
+        self.rows += 1
+        if self.kept < self.limit:
+            self.kept += 1
+            self.outcomes.extend(found)
+
+    def __repr__(self) -> str:
+        return (f"<FailureSample {self.rows} failing rows, {self.kept} kept (limit "
+                f"{self.limit}), {len(self.outcomes)} outcomes>")
 
 
 @dataclass
@@ -100,6 +164,17 @@ class TemplateStats:
         is_score = self.output_type in _SCORE_TYPES
         if (score >= self.pass_threshold) if is_score else (score == 1.0):
             self.passed += 1
+
+    def verdict(self, output: Any) -> str | None:
+        """How ``output`` fails this spec (``Failed``, ``score 0.31 < 0.5``), None if it passes
+        or has no pass/fail meaning (choices)."""
+        score = self._score(output)
+        if score is None:
+            return None
+        if self.output_type in _SCORE_TYPES:
+            return None if score >= self.pass_threshold else (
+                f"score {score:.3g} < {self.pass_threshold:g}")
+        return None if score == 1.0 else str(output)
 
     def record_error(self, error_type: str) -> None:
         self.total += 1
@@ -175,6 +250,7 @@ class BatchStats:
         wall_time: seconds from start to the end of the batch.
         concurrency: the in-flight limit's history (bounded).
         resumed: outcomes re-attached from a journal instead of being submitted again.
+        failures: the first failing or errored rows (``show`` of them), for the summary.
     """
 
     templates: dict[str, TemplateStats]
@@ -186,6 +262,17 @@ class BatchStats:
     wall_time: float = 0.0
     concurrency: list[ConcurrencyChange] = field(default_factory=list)
     resumed: int = 0
+    failures: FailureSample = field(default_factory=FailureSample)
+
+    def note_item(self, index: int, results: Mapping[str, Any]) -> None:
+        """Count one finished row and offer it to the failure sample."""
+        self.items += 1
+        self.failures.offer(index, results, self.templates)
+
+    @property
+    def error_rate(self) -> float:
+        """Errored outcomes / outcomes (0.0 for an empty batch)."""
+        return self.errors / self.outcomes if self.outcomes else 0.0
 
     @property
     def outcomes(self) -> int:

