@@ -159,6 +159,8 @@ BATCH_THRESHOLD_MIN_COVERAGE = 1.0
 """Thresholds also require this share of items scored: errors never hide behind a mean."""
 BATCH_INTERRUPT_GRACE = 2.0
 """Seconds Ctrl-C waits for requests already on the wire before returning the partial result."""
+BATCH_TASK_LOOP_CLOSE_TIMEOUT = 5.0
+"""Seconds the end of a batch waits for its ``async def`` tasks, once cancelled, to finish."""
 JOURNAL_VERSION = 1
 LOGGER_RETRY_ATTEMPTS = 2
 """HTTP attempts per logger request: the logger's own spool and backoff handle longer outages."""

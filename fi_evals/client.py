@@ -29,6 +29,7 @@ from fi_evals._constants import (
     ENV_BASE_URL,
     ENV_SECRET_KEY,
 )
+from fi_evals._eventloop import warn_if_in_event_loop
 from fi_evals._exceptions import (
     APIError,
     AuthenticationError,
@@ -51,7 +52,7 @@ from fi_evals._inputs import (
 from fi_evals._polling import Poller
 from fi_evals._retry import PollBackoff, RetryPolicy
 from fi_evals._transport import Transport, TransportStats
-from fi_evals.handles import EvalHandle, Submission
+from fi_evals.handles import EvalHandle, Submission, Waitable, flatten_waitables
 from fi_evals.protocol import Capabilities
 from fi_evals.results import BatchRunResult, EvalResult
 
@@ -238,6 +239,7 @@ class Evaluator:
             raise ValueError("platform= (configuring evaluations on a tracing platform) is "
                              "not supported by fi-evals")
         self._check_open()
+        warn_if_in_event_loop("evaluate")
         deadline = time.monotonic() + (self.timeout if timeout is None else float(timeout))
         templates = (list(eval_templates) if isinstance(eval_templates, (list, tuple))
                      else [eval_templates])
@@ -369,6 +371,7 @@ class Evaluator:
             APIConnectionError, JournalMismatchError: before anything is sent.
         """
         self._check_open()
+        warn_if_in_event_loop("evaluate_batch")
         from fi_evals.batch import evaluate_batch
 
         return evaluate_batch(self, items, evals, task=task, key_mapping=key_mapping,
@@ -415,6 +418,7 @@ class Evaluator:
             NotFoundError (BadRequestError from hosted servers): unknown id.
         """
         self._check_open()
+        warn_if_in_event_loop("get_eval_result")
         return self._transport.get_eval(eval_id).body
 
     def get_result(self, eval_id: str, *, name: str = "") -> EvalResult:
@@ -429,23 +433,29 @@ class Evaluator:
         """Poll one evaluation until finished (see :meth:`wait_all`)."""
         return self.wait_all([eval_id], timeout=timeout)[0]
 
-    def wait_all(self, handles_or_ids: Iterable[EvalHandle | str | EvalResult],
+    def wait_all(self, handles_or_ids: Waitable | Iterable[Waitable],
                  timeout: float = DEFAULT_WAIT_TIMEOUT) -> list[EvalResult]:
         """Poll until every evaluation is finished; bulk status when the server offers it.
 
         Args:
-            handles_or_ids: :class:`EvalHandle`\\ s, ``EvalResult``\\ s with an ``eval_id``
-                (from ``evaluate(is_async=True)``), or ids; handles are updated in place.
+            handles_or_ids: what ``evaluate(..., is_async=True)`` or ``submit()`` returned (a
+                :class:`BatchRunResult`, a :class:`Submission`, an :class:`EvalHandle`), an
+                ``EvalResult`` with an ``eval_id``, an id, or an iterable mixing these
+                (BatchRunResults and Submissions in it are opened). Handles are updated in
+                place.
             timeout: seconds to wait at most (``DEFAULT_WAIT_TIMEOUT``).
 
         Returns:
-            The results in the order given (items whose submission failed keep their error).
+            One result per evaluation, in the order given (items whose submission failed keep
+            their error).
 
         Raises:
+            TypeError: anything else (an int, a dict, None, bytes...), before any request.
             WaitTimeoutError: names the ids still unfinished; ``.results`` holds the rest.
         """
         self._check_open()
-        entries = list(handles_or_ids)
+        entries = flatten_waitables(handles_or_ids)
+        warn_if_in_event_loop("wait_all")
         known: dict[str, EvalResult] = {}
         ids: list[str] = []
         for entry in entries:
@@ -479,6 +489,7 @@ class Evaluator:
 
     def _fetch_one(self, eval_id: str, name: str = "") -> EvalResult:
         self._check_open()
+        warn_if_in_event_loop("get_result")
         answer = self._transport.get_eval(eval_id)
         return EvalResult.from_payload(eval_id, answer.value, name)
 

@@ -8,17 +8,17 @@ rebuilds one in any process. The attribute names follow the official client's ``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Union, overload
 
 from fi_evals._constants import DEFAULT_WAIT_TIMEOUT
 from fi_evals._exceptions import EvalFailedError, ItemError
-from fi_evals.results import EvalResult
+from fi_evals.results import BatchRunResult, EvalResult
 
 if TYPE_CHECKING:
     from fi_evals.client import Evaluator
 
-__all__ = ["EvalHandle", "Submission"]
+__all__ = ["EvalHandle", "Submission", "Waitable", "flatten_waitables"]
 
 
 class EvalHandle:
@@ -197,3 +197,59 @@ class Submission(Sequence[EvalHandle]):
     @property
     def error_message(self) -> str | None:
         return self._only().error_message
+
+
+Waitable = Union[Submission, EvalHandle, EvalResult, BatchRunResult, str]
+"""What ``Evaluator.wait_all`` accepts: one of these, or an iterable of them."""
+
+_ACCEPTED = ("a BatchRunResult (from evaluate(..., is_async=True)), a Submission or EvalHandle "
+             "(from submit()), an EvalResult, an eval id (str), or a list/tuple/iterable of "
+             "these")
+
+
+def flatten_waitables(value: Waitable | Iterable[Waitable],
+                      call: str = "wait_all") -> list[EvalHandle | EvalResult | str]:
+    """One entry per evaluation, in the order given: BatchRunResults and Submissions are
+    opened (also inside an iterable); a generator is consumed.
+
+    Raises:
+        TypeError: ``value`` or one of its entries is none of :data:`Waitable` (an int, a
+            dict, None, bytes, a nested list...); nothing has been sent.
+    """
+    if _is_single(value):
+        return _open(value, call, None)
+    if isinstance(value, (bytes, bytearray, memoryview, Mapping)) or not isinstance(
+            value, Iterable):
+        raise TypeError(f"{call}() accepts {_ACCEPTED}; got {_describe(value)}")
+    out: list[EvalHandle | EvalResult | str] = []
+    for position, entry in enumerate(value):
+        if not _is_single(entry):
+            raise TypeError(f"{call}() accepts {_ACCEPTED}; got {_describe(entry)} at "
+                            f"position {position}")
+        out += _open(entry, call, position)
+    return out
+
+
+def _is_single(value: Any) -> bool:
+    return isinstance(value, (str, EvalHandle, EvalResult, BatchRunResult, Submission))
+
+
+def _open(value: Any, call: str, position: int | None) -> list[EvalHandle | EvalResult | str]:
+    if isinstance(value, Submission):
+        return list(value.handles)
+    if not isinstance(value, BatchRunResult):
+        return [value]
+    missing = [i for i, r in enumerate(value.eval_results) if r is None]
+    if missing:
+        where = "" if position is None else f" (position {position})"
+        raise TypeError(f"{call}() got a BatchRunResult{where} with no result at position(s) "
+                        f"{missing[:5]}: only EvalResults can be waited for")
+    return list(value.eval_results)  # type: ignore[arg-type]
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None"
+    text = repr(value)
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return f"{type(value).__name__} {shown}"

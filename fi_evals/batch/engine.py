@@ -1,7 +1,8 @@
 """The batch coordinator: one thread that reads, plans, sends, polls and emits, in order.
 
 The caller's thread runs the loop; the Evaluator's pool runs the blocking calls (the task,
-``new-eval/`` requests, status polls). Only this thread touches the batch's state, so there are
+``new-eval/`` requests, status polls); an ``async def`` task runs on one event loop of the batch
+(:mod:`~fi_evals.batch.tasks`). Only this thread touches the batch's state, so there are
 no locks beyond the throttle listener's. Each turn of the loop:
 
 1. **fill**: read rows into the window (chunks of ``C``) while it has room, start their tasks;
@@ -52,6 +53,7 @@ from fi_evals.batch.plan import (
 from fi_evals.batch.progress import Progress
 from fi_evals.batch.readers import BadRow
 from fi_evals.batch.stats import BatchStats, TemplateStats
+from fi_evals.batch.tasks import TaskRunner
 from fi_evals.results import EvalResult
 
 __all__ = ["Coordinator", "Settings"]
@@ -86,6 +88,8 @@ class Coordinator:
         self._next_chunk = 0
         self._send: deque[Request] = deque()
         self._task_queue: deque[tuple[ChunkState, int]] = deque()
+        # Plain tasks run on the pool; async ones on one event loop of this batch.
+        self._tasks = TaskRunner(settings.task, pool) if settings.task is not None else None
         self._futures: dict[Future[Any], tuple[str, Any]] = {}
         self._in_flight = 0
         self._running_tasks = 0
@@ -117,6 +121,8 @@ class Coordinator:
                                                             "item finished"),
                        grace=BATCH_INTERRUPT_GRACE)
         finally:
+            if self._tasks is not None:
+                self._tasks.close()  # stops the async tasks' event loop, if one was started
             self.transport.remove_throttle_listener(self.limit.on_throttle)
             after = self.transport.stats()
             self.stats.requests = after.requests - before.requests
@@ -250,7 +256,8 @@ class Coordinator:
         while self._task_queue and self._running_tasks < self.s.max_workers:
             chunk, pos = self._task_queue.popleft()
             started = time.monotonic()
-            future = self.pool.submit(self.s.task, chunk.rows[pos])  # type: ignore[arg-type]
+            assert self._tasks is not None
+            future = self._tasks.submit(chunk.rows[pos])  # type: ignore[arg-type]
             self._futures[future] = ("task", (chunk, pos, started))
             self._running_tasks += 1
         while self._send and self._in_flight < self.limit.limit:
@@ -414,7 +421,7 @@ class Coordinator:
         limit = self.s.item_timeout
         for future, (kind, what) in list(self._futures.items()):
             if kind == "task" and now - what[2] > limit:
-                # The thread cannot be stopped; its late answer is ignored.
+                # A coroutine is cancelled; a thread cannot be stopped (its answer is ignored).
                 del self._futures[future]
                 future.cancel()
                 self._running_tasks -= 1
