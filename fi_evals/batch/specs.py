@@ -5,7 +5,11 @@ A spec is written three ways, all ending as an :class:`EvalSpec`:
 - a string ``[LABEL=]NAME[:param=value,...]``, as on the command line:
   ``contains_any:keywords=["refund","return"]``, ``short=length_less_than:max_length=400``.
   A value is read as JSON when it parses (numbers, booleans, lists, objects) and as a plain
-  string otherwise; commas inside brackets, braces or quotes do not split parameters;
+  string otherwise; commas inside brackets, braces or quotes do not split parameters.
+  Two names are not template parameters but the spec's own settings: ``pass_threshold``
+  (``fuzzy_match:pass_threshold=0.8``: a number from 0 to 1) and ``model`` (the judge model,
+  ``answer_relevance:model=gpt-4o-mini``). A template parameter with one of these names can
+  still be given in the mapping form's ``"params"``;
 - a mapping ``{"eval": NAME, "params": {...}, "label": ..., "map": {...}, "pass_threshold": ...}``
   (the ``--config`` file's form);
 - an :class:`EvalSpec`.
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD
 from fi_evals._inputs import TemplateSpec, check_params, resolve_template
@@ -29,6 +33,33 @@ __all__ = ["EvalSpec", "SpecLike", "parse_eval_spec", "resolve_specs"]
 
 _SPEC_KEYS = frozenset({"eval", "name", "params", "label", "map", "key_mapping", "model",
                         "pass_threshold"})
+_SETTINGS = ("pass_threshold", "model")  # NAME:k=v keys that are spec settings, not params
+
+
+def _check_threshold(value: Any, where: str) -> float | None:
+    """``pass_threshold`` as a float in [0, 1] (None stays None); ValueError otherwise."""
+    if value is None:
+        return None
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+    if (isinstance(number, bool) or not isinstance(number, (int, float))
+            or not 0 <= number <= 1):  # NaN fails the comparison too
+        raise ValueError(f"{where}: pass_threshold must be a number from 0 to 1 "
+                         f"(a score at or above it passes), not {value!r}")
+    return float(number)
+
+
+def _check_model(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{where}: model must be a model name (a non-empty string), "
+                         f"not {value!r}")
+    return value.strip()
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,14 +84,25 @@ class EvalSpec:
     model: str | None = None
     pass_threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        where = f"eval spec {self.name!r}"
+        object.__setattr__(self, "pass_threshold", _check_threshold(self.pass_threshold, where))
+        object.__setattr__(self, "model", _check_model(self.model, where))
+
     @property
     def display(self) -> str:
-        """``NAME`` or ``NAME:k=v,...``: the spec written the way it is parsed."""
-        if not self.params:
+        """``NAME`` or ``NAME:k=v,...``: the spec written the way it is parsed.
+
+        ``pass_threshold`` and ``model`` come after the parameters when set, so that
+        ``parse_eval_spec(spec.display)`` gives the same spec back (label aside). A template
+        parameter named like one of them is not written (it has no string form).
+        """
+        pairs = [(k, v) for k, v in self.params.items() if k not in _SETTINGS]
+        pairs += [(k, v) for k, v in (("pass_threshold", self.pass_threshold),
+                                      ("model", self.model)) if v is not None]
+        if not pairs:
             return self.name
-        return self.name + ":" + ",".join(
-            f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
-            for k, v in self.params.items())
+        return self.name + ":" + ",".join(f"{k}={_written(v)}" for k, v in pairs)
 
     @property
     def score_threshold(self) -> float:
@@ -70,10 +112,11 @@ class EvalSpec:
         """The mapping form (for journals and config files)."""
         out: dict[str, Any] = {"eval": self.name}
         for key, value in (("params", dict(self.params)), ("label", self.label),
-                           ("map", dict(self.key_mapping)), ("model", self.model),
-                           ("pass_threshold", self.pass_threshold)):
+                           ("map", dict(self.key_mapping)), ("model", self.model)):
             if value:
                 out[key] = value
+        if self.pass_threshold is not None:  # 0.0 is a threshold too
+            out["pass_threshold"] = self.pass_threshold
         return out
 
     def __repr__(self) -> str:
@@ -81,7 +124,7 @@ class EvalSpec:
         return f"EvalSpec({self.display!r}{label})"
 
 
-SpecLike = Union[str, EvalSpec, Mapping[str, Any]]
+SpecLike = str | EvalSpec | Mapping[str, Any]
 
 
 # --------------------------------------------------------------------------- parsing
@@ -119,18 +162,30 @@ def _param_value(raw: str) -> Any:
         return raw
 
 
+def _written(value: Any) -> str:
+    """A parameter value as written in ``NAME:k=v``: plain when it reads back the same."""
+    if isinstance(value, str) and _split_top_level(value + ",", ",") == [value, ""] \
+            and _param_value(value) == value:
+        return value
+    return json.dumps(value, separators=(",", ":"))
+
+
 def parse_eval_spec(text: str) -> EvalSpec:
     """Parse ``[LABEL=]NAME[:param=value,...]``.
 
     Args:
         text: the spec as written on the command line.
 
+    ``pass_threshold=X`` and ``model=NAME`` set the spec's ``pass_threshold`` and ``model``
+    instead of template parameters.
+
     Returns:
         The :class:`EvalSpec` (the template name is not checked here: see
         :func:`resolve_specs`).
 
     Raises:
-        ValueError: empty name, or a parameter without ``=``.
+        ValueError: empty name, a parameter without ``=``, a parameter given twice, a
+            ``pass_threshold`` that is not a number from 0 to 1, an empty ``model``.
     """
     head, _, tail = text.strip().partition(":")
     label: str | None = None
@@ -149,8 +204,24 @@ def parse_eval_spec(text: str) -> EvalSpec:
             if not eq or not key.strip():
                 raise ValueError(f"eval spec {text!r}: parameter {part.strip()!r} is not "
                                  f"written key=value")
+            if key.strip() in params:
+                raise ValueError(f"eval spec {text!r}: parameter {key.strip()!r} is given twice")
             params[key.strip()] = _param_value(value)
-    return EvalSpec(name, params, label)
+    where = f"eval spec {text!r}"
+    threshold = _check_threshold(params.pop("pass_threshold", None), where)
+    model = _check_model(params.pop("model", None), where)
+    return EvalSpec(name, params, label, model=model, pass_threshold=threshold)
+
+
+def _merged(key: str, from_mapping: Any, from_string: Any, data: Mapping[str, Any]) -> Any:
+    """A setting given by the mapping's key or inside its ``eval`` string (not both, unless
+    equal)."""
+    if from_mapping is None:
+        return from_string
+    if from_string is not None and from_string != from_mapping:
+        raise ValueError(f"eval spec {dict(data)!r}: {key} is given twice, as {from_string!r} in "
+                         f"'eval' and as {from_mapping!r}; keep one")
+    return from_mapping
 
 
 def _from_mapping(data: Mapping[str, Any]) -> EvalSpec:
@@ -164,9 +235,13 @@ def _from_mapping(data: Mapping[str, Any]) -> EvalSpec:
     spec = parse_eval_spec(raw_name)  # lets a config write "eval": "contains:keyword=x"
     params = {**spec.params, **dict(data.get("params") or {})}
     mapping = data.get("map", data.get("key_mapping")) or {}
-    threshold = data.get("pass_threshold")
-    return EvalSpec(spec.name, params, data.get("label") or spec.label, dict(mapping),
-                    data.get("model"), float(threshold) if threshold is not None else None)
+    where = f"eval spec {dict(data)!r}"
+    threshold = _merged("pass_threshold",
+                        _check_threshold(data.get("pass_threshold"), where),
+                        spec.pass_threshold, data)
+    model = _merged("model", _check_model(data.get("model"), where), spec.model, data)
+    return EvalSpec(spec.name, params, data.get("label") or spec.label, dict(mapping), model,
+                    threshold)
 
 
 def _coerce(spec: SpecLike) -> EvalSpec:
@@ -213,7 +288,7 @@ def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
         label = spec.label or (spec.display if names.count(spec.name) > 1 else spec.name)
         out.append((EvalSpec(spec.name, dict(spec.params), label, dict(spec.key_mapping),
                              spec.model, spec.pass_threshold), template))
-    labels = [s.label for s, _ in out]
+    labels = [s.label or s.name for s, _ in out]
     dupes = sorted({lb for lb in labels if labels.count(lb) > 1})
     if dupes:
         raise ValueError(f"two evals share the label(s) {dupes}: give one a LABEL=NAME:...")
