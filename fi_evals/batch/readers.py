@@ -478,18 +478,24 @@ def _read_json(path: Path) -> Iterator[Row]:
 
 
 def _read_stdin(stream: IO[str], index: _LineIndex) -> Iterator[Row]:
-    """JSON Lines, or a JSON array when the first non-blank character is ``[``."""
-    lineno = 0
-    for line in stream:
-        lineno += 1
-        if line.strip():
+    """JSON Lines, or a JSON array when the first non-blank character is ``[``.
+
+    The start is read in pieces of at most ``_READ_CHARS`` (a one-line array is streamed too).
+    """
+    newlines = 0
+    while True:
+        head = stream.readline(_READ_CHARS)
+        if not head:
+            return
+        if head.strip():
             break
-    else:
+        newlines += head.count("\n")
+    if head.lstrip().startswith("["):
+        yield from _array_rows(_JsonStream(stream, _STDIN_NAME, head, newlines + 1))
         return
-    if line.lstrip().startswith("["):
-        yield from _array_rows(_JsonStream(stream, _STDIN_NAME, line, lineno))
-    else:
-        yield from _jsonl_rows(_chain(line, stream), _STDIN_NAME, index, lineno)
+    if not head.endswith("\n"):
+        head += stream.readline()  # the rest of a long first line
+    yield from _jsonl_rows(_chain(head, stream), _STDIN_NAME, index, newlines + 1)
 
 
 def _chain(first: str, rest: Iterable[str]) -> Iterator[str]:
@@ -604,6 +610,8 @@ def iter_items(source: ItemSource, limit: int | None = None) -> RowSource:
     limit = _check_limit(limit)
     lines: _LineIndex | None = None
     if _is_stdin(source):
+        if sys.stdin is None:
+            raise ValueError("cannot read items from stdin ('-'): this process has no stdin")
         lines = _LineIndex()
         return RowSource(_read_stdin(sys.stdin, lines), _STDIN_NAME, lines=lines, limit=limit)
     if _is_path(source):

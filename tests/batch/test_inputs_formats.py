@@ -136,6 +136,9 @@ def test_stdin_is_not_a_missing_file_and_empty_stdin_is_no_rows(
     monkeypatch.chdir(tmp_path)  # no file named "-" here
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n\n"))
     assert list(iter_items("-")) == []
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(ValueError, match="no stdin"):
+        iter_items("-")
 
 
 def test_stdin_broken_array_names_the_stdin_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -432,3 +435,17 @@ def test_live_parquet_file(evaluator: Evaluator, tmp_path: Path) -> None:
     _every_row_has_a_verdict(result, 30)
     assert result.items[3].results["is_json"].output == "Failed"
     assert result.items[4].item["id"] == 4
+
+
+def test_live_json_array_broken_in_the_middle_keeps_the_rows_before(evaluator: Evaluator,
+                                                                    tmp_path: Path) -> None:
+    text = json.dumps(rows(60), indent=1)
+    cut = text.index('"id": 40')
+    path = tmp_path / "rows.json"
+    path.write_text(text[:cut] + "oops " + text[cut:], "utf-8")
+    result = evaluator.evaluate_batch(path, EVALS, key_mapping=MAPPING, progress=False,
+                                      chunk_size=10)
+    assert [item.index for item in result.items] == list(range(len(result.items)))
+    assert 0 < len(result.items) <= 40
+    assert all(r.ok for item in result.items for r in item.results.values())
+    assert result.stopped == "input_error" and "rows.json line " in str(result.input_error)
