@@ -6,16 +6,31 @@ predicate or formula, so it can be read and unit tested without a network:
 
 - :meth:`RetryPolicy.is_retryable_status`: 408, 429, 502, 503, 504 (``RETRY_STATUS_CODES``);
   400, 401, 403, 404, 413 and 422 are the caller's to fix and never retried.
+- :meth:`RetryPolicy.is_server_error`: any other 5xx (500 above all), retried only when the
+  request cannot run twice (``retry_server_errors``).
 - :meth:`RetryPolicy.is_retryable_error`: connection failures and timeouts.
 - :meth:`RetryPolicy.is_ambiguous`: the request may have run on the server (read timeout,
-  reset after sending, 502/504). Retrying it is safe only when the server honours
-  ``Idempotency-Key`` (every POST carries one); otherwise a POST is not retried then.
+  reset after sending, 408, any 5xx but 503). Retrying it is safe only when it cannot run
+  twice: a GET, bulk status, or a POST whose ``Idempotency-Key`` the server honours (it
+  announced ``idempotency``). 429 and 503 promise that nothing ran: always retried.
 - :meth:`RetryPolicy.backoff`: exponential delay with full jitter,
   ``uniform(0, min(backoff_max, backoff_base * multiplier ** (attempt - 1)))``.
 - ``Retry-After`` (seconds or an HTTP date) is honoured up to ``retry_after_cap``, as a floor
   with the jitter added on top (clients throttled in the same second must not return in the
   same millisecond); when the server asks for longer than the caller's remaining deadline,
   the policy gives up at once instead of sleeping into a certain failure.
+
+The caller says which requests cannot run twice with ``decide(idempotent=...)``:
+
+============================  =========================  ====================================
+failure                       idempotent request         POST to a server without idempotency
+============================  =========================  ====================================
+429, 503                      retried                    retried
+408, 502, 504, other 5xx      retried                    not retried (it may have run)
+refused, connect timeout      retried                    retried (it never left)
+reset, read timeout           retried                    not retried (it may have run)
+400, 401, 403, 404, 413, 422  never                      never
+============================  =========================  ====================================
 
 :class:`PollBackoff` is the same idea for polling unfinished evaluations: from
 ``POLL_INITIAL_DELAY`` doubling up to ``POLL_MAX_DELAY``, full jitter, at least the server's
@@ -43,8 +58,8 @@ from fi_evals._exceptions import APIConnectionError
 
 __all__ = ["PollBackoff", "RetryDecision", "RetryPolicy"]
 
-# Statuses whose request may have been processed before the failure was reported.
-_AMBIGUOUS_STATUSES = frozenset({408, 502, 504})
+# Answers that promise the request did not run (PROTOCOL.md section C): safe to repeat always.
+_NOTHING_RAN_STATUSES = frozenset({429, 503})
 
 
 class _Uniform(Protocol):
@@ -75,7 +90,10 @@ class RetryPolicy:
         multiplier: growth of the ceiling per attempt (``RETRY_BACKOFF_MULTIPLIER``).
         retry_after_cap: the longest ``Retry-After`` honoured (``RETRY_AFTER_CAP``); a longer
             ask stops the retries.
-        status_forcelist: statuses worth retrying (``RETRY_STATUS_CODES``).
+        status_forcelist: statuses worth retrying (``RETRY_STATUS_CODES``); those that may
+            have run (:meth:`is_ambiguous`) only when the request cannot run twice.
+        retry_server_errors: also retry any other 5xx (500 above all) when the request
+            cannot run twice (``decide(idempotent=True)``).
         retry_connect: retry failures to connect (the request never left).
         retry_read: retry read timeouts and resets (ambiguous: see :meth:`is_ambiguous`).
     """
@@ -86,6 +104,7 @@ class RetryPolicy:
     multiplier: float = RETRY_BACKOFF_MULTIPLIER
     retry_after_cap: float = RETRY_AFTER_CAP
     status_forcelist: frozenset[int] = field(default=RETRY_STATUS_CODES)
+    retry_server_errors: bool = True
     retry_connect: bool = True
     retry_read: bool = True
 
@@ -107,7 +126,14 @@ class RetryPolicy:
     # ------------------------------------------------------------------ predicates
 
     def is_retryable_status(self, status: int) -> bool:
+        """A status worth retrying whatever its kind (``status_forcelist``)."""
         return status in self.status_forcelist
+
+    @staticmethod
+    def is_server_error(status: int) -> bool:
+        """A 5xx: transient as far as the client knows, retried when the request cannot run
+        twice (a bug that answers 500 every time only costs the attempts)."""
+        return 500 <= status < 600
 
     @staticmethod
     def is_connection_error(error: BaseException) -> bool:
@@ -130,10 +156,16 @@ class RetryPolicy:
     @classmethod
     def is_ambiguous(cls, *, status: int | None = None,
                      error: BaseException | None = None) -> bool:
-        """True when the failed request may have run on the server all the same."""
+        """True when the failed request may have run on the server all the same.
+
+        A read error, a 408, or any 5xx but 503: a 500 may come from a handler that ran and
+        stored its work before failing (or from a proxy after it did).
+        """
         if error is not None:
             return cls.is_read_error(error)
-        return status in _AMBIGUOUS_STATUSES
+        if status is None or status in _NOTHING_RAN_STATUSES:
+            return False
+        return status == 408 or cls.is_server_error(status)
 
     # ------------------------------------------------------------------ delays
 
@@ -143,17 +175,10 @@ class RetryPolicy:
                       self.backoff_base * self.multiplier ** max(0, attempt - 1))
         return rng.uniform(0.0, ceiling)
 
-    @staticmethod
-    def hides_earlier_answer(status: int | None, in_doubt: bool) -> bool:
-        """A 5xx after an ambiguous attempt of an idempotent request says nothing about that
-        attempt, which may have run: retrying with the same key fetches its replayed answer
-        instead of losing it."""
-        return in_doubt and status is not None and 500 <= status < 600
-
     def decide(self, attempt: int, *, status: int | None = None,
                error: BaseException | None = None, retry_after: float | None = None,
                remaining: float | None = None, idempotent: bool = True,
-               in_doubt: bool = False, rng: _Uniform = random) -> RetryDecision:
+               rng: _Uniform = random) -> RetryDecision:
         """Wait how long before the next attempt, or stop?
 
         Args:
@@ -162,10 +187,10 @@ class RetryPolicy:
             error: the exception, when it did not (an :class:`APIConnectionError`).
             retry_after: seconds from the answer's ``Retry-After`` header, already parsed.
             remaining: seconds left before the caller's deadline, or None for no deadline.
-            idempotent: False for a request that may run twice if repeated after an
-                ambiguous failure (a POST to a server that ignores ``Idempotency-Key``).
-            in_doubt: an earlier attempt of this idempotent request failed ambiguously (it
-                may have run); then any 5xx is retried too (:meth:`hides_earlier_answer`).
+            idempotent: True when repeating the request cannot run it twice: a GET, bulk
+                status, or a POST carrying its ``Idempotency-Key`` to a server that announced
+                ``idempotency``. False for a POST to a server without it: then nothing that
+                may have run (:meth:`is_ambiguous`) is retried, a 500 included.
             rng: source of jitter (tests pass a seeded ``random.Random``).
 
         Returns:
@@ -176,7 +201,7 @@ class RetryPolicy:
         if error is not None and not self.is_retryable_error(error):
             return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
         if (status is not None and error is None and not self.is_retryable_status(status)
-                and not (idempotent and self.hides_earlier_answer(status, in_doubt))):
+                and not (self.retry_server_errors and self.is_server_error(status))):
             return RetryDecision(False, reason=f"status {status} is not retryable")
         if not idempotent and self.is_ambiguous(status=status, error=error):
             return RetryDecision(False, reason="the request may have run and the server does "
@@ -200,7 +225,8 @@ class RetryPolicy:
         return (f"RetryPolicy(max_attempts={self.max_attempts}, backoff={self.backoff_base:g}"
                 f"..{self.backoff_max:g}s x{self.multiplier:g}, "
                 f"retry_after_cap={self.retry_after_cap:g}s, "
-                f"statuses={sorted(self.status_forcelist)})")
+                f"statuses={sorted(self.status_forcelist)}, "
+                f"server_errors={self.retry_server_errors})")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,12 @@ Design notes:
   default). If urllib3 retried connect errors, those retries would escape our deadline, our
   jitter and our retry counters; one policy decides everything instead.
 - **Idempotency.** ``new_eval`` creates one ``Idempotency-Key`` per logical request and sends
-  it, with the same serialized body, on every attempt. Ambiguous failures (read timeouts,
-  resets, 502/504) of a POST are retried only when the server announced ``idempotency`` in
-  its capabilities; otherwise the POST might run twice, so the error is raised instead.
+  it, with the same serialized body, on every attempt. GETs and bulk status are reads, so
+  every transient failure of theirs is retried, 500 included. Failures of a POST that may have
+  run (read timeouts, resets, 500 and other 5xx but 503) are retried only when the server
+  announced ``idempotency`` in its capabilities (the retry is then answered with the stored
+  answer, ``Idempotent-Replayed``); otherwise the POST might run twice, so the error is raised
+  instead. 429 and 503 promise that nothing ran and are retried for every request.
 - **Deadlines** are absolute ``time.monotonic()`` values: each attempt's read timeout is cut
   to what is left, and no backoff sleeps past it.
 - **Throttle listeners** see every 429/503 answer (the batch engine shrinks its concurrency on
@@ -260,7 +263,8 @@ class Transport:
             return caps
 
     def capabilities_or_none(self, *, deadline: float | None = None) -> Capabilities | None:
-        """:meth:`capabilities`, but a server error (5xx) reads as "no extensions" for now.
+        """:meth:`capabilities`, but a server error (5xx) that outlasted the retries reads as
+        "no extensions" for now.
 
         Used where falling back to section A is safe (it is the conservative choice: small
         chunks, no ambiguous POST retries, per-id polls); the failure is not cached, so a
@@ -310,6 +314,7 @@ class Transport:
         """
         caps = self.capabilities_or_none(deadline=deadline)
         key = idempotency_key or str(uuid.uuid4())
+        # The key goes out either way; only a server that announced it is trusted to honour it.
         answer = self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
                             headers={HEADER_IDEMPOTENCY_KEY: key},
                             idempotent=bool(caps and caps.idempotency))
@@ -345,6 +350,12 @@ class Transport:
               json_body: Any = None, headers: Mapping[str, str] | None = None,
               deadline: float | None = None, idempotent: bool = True,
               expected_statuses: frozenset[int] = frozenset()) -> Answer[Any]:
+        """Send one logical request, retrying as the policy decides.
+
+        ``idempotent`` says whether repeating the request cannot run it twice (reads, and a
+        POST whose key the server honours): only then are 500s and failures that may have run
+        retried. ``expected_statuses`` are answers the caller handles (not counted as failures).
+        """
         url = self.base_url + path
         data = None
         send_headers = dict(headers or {})
@@ -353,7 +364,6 @@ class Transport:
             data = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
             send_headers["Content-Type"] = "application/json"
         attempt = 0
-        in_doubt = False  # an earlier attempt may have run on the server
         while True:
             attempt += 1
             try:
@@ -365,10 +375,7 @@ class Transport:
                     attempt, status=status,
                     error=None if status is not None else error,
                     retry_after=getattr(error, "retry_after", None),
-                    remaining=_remaining(deadline), idempotent=idempotent,
-                    in_doubt=in_doubt)
-                in_doubt = in_doubt or self.retry.is_ambiguous(
-                    status=status, error=None if status is not None else error)
+                    remaining=_remaining(deadline), idempotent=idempotent)
                 if not decision.retry:
                     if status not in expected_statuses:
                         self._counters.add("failures")

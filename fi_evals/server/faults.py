@@ -5,6 +5,10 @@ request picks at most one fault:
 
 - ``500``, ``429``, ``503``: answered before the handler runs (429/503 with ``Retry-After``);
   nothing is evaluated or stored.
+- ``500-after``: the handler runs (the work is done and the idempotency record stored), then
+  its answer is thrown away and replaced by a 500 error envelope: the failure a client cannot
+  tell from a plain 500, where repeating the request without its ``Idempotency-Key`` would run
+  the work twice. A retry with the same key is answered ``Idempotent-Replayed: true``.
 - ``reset``: the handler runs (the work is done and the idempotency record stored), then the
   connection is dropped without an answer. The gateway aborts the TCP connection with
   SO_LINGER 0, so the client sees a reset rather than a response (see ``middleware.py``).
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 __all__ = ["FAULT_KINDS", "FaultPlan"]
 
-FAULT_KINDS = ("500", "429", "503", "reset", "slow")
+FAULT_KINDS = ("500", "429", "503", "500-after", "reset", "slow")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from fi_evals.server.keys import KeyChecker
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.ratelimit import TokenBucketLimiter
 
-__all__ = ["Gateway", "KEY_SCOPE"]
+__all__ = ["KEY_SCOPE", "Gateway"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -147,6 +147,10 @@ class Gateway:
             await self.app(scope, replay, _discard)
             status[0] = "reset"
             await _reset(raw_send)
+        elif fault == "500-after":
+            await self.app(scope, replay, _discard)
+            await _answer(send, 500, error_body(500, "injected fault 500-after (--faults): the "
+                                                     "request ran, then its answer was lost"))
         elif fault == "slow":
             held: list[Message] = []
 

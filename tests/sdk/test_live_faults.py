@@ -1,9 +1,10 @@
 """The SDK against ``fi-evals serve --faults 500:0.05,429:0.02,reset:0.01``.
 
-Every item must end with an outcome (a verdict, or a typed error where the server answered
-500, which is never retried), and ``/metrics`` must show that each evaluation ran exactly
-once: throttled requests ran nothing, and a request whose connection was reset after the work
-was done is retried with its Idempotency-Key and replayed, not run again.
+Every item must end with its verdict (the server announces idempotency, so 500s are retried
+too), and ``/metrics`` must show that each evaluation ran exactly once: throttled requests ran
+nothing, and a request whose connection was reset after the work was done is retried with its
+Idempotency-Key and replayed, not run again. ``test_live_idempotent_retries.py`` runs the same
+faults, plus 500s answered after the work, over 20 seeds in process.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import json
 from collections import Counter
 
 import pytest
-
 from _helpers import ServeProcess, metric_sum
+
 from fi_evals import Evaluator, RetryPolicy
 
 FAULTS = "500:0.05,429:0.02,reset:0.01"
@@ -37,17 +38,11 @@ def texts(n: int) -> tuple[list[str], list[str]]:
 
 
 def check_outcomes(results, expected) -> int:
-    """Every item has an outcome; verdicts are right; errors are the unretried 500s."""
+    """Every item has its verdict, and the verdicts are right (no errors: 500s are retried)."""
     assert len(results) == len(expected)
-    kinds = Counter()
-    for result, want in zip(results, expected):
-        if result.status == "completed":
-            assert result.output == want
-        else:
-            assert result.status == "error" and result.error is not None
-            assert (result.error.type, result.error.status_code) == ("ServerError", 500)
-        kinds[result.status] += 1
-    assert kinds["completed"] > 0
+    kinds = Counter(result.status for result in results)
+    assert kinds == {"completed": len(expected)}, [r.error for r in results if r.error][:5]
+    assert [result.output for result in results] == expected
     return kinds["completed"]
 
 

@@ -41,9 +41,10 @@ def test_retryable_statuses_are_retried(status):
     assert decision.retry and decision.delay == 0.0
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422, 500, 501])
-def test_caller_errors_and_500_are_never_retried(status):
-    decision = RetryPolicy().decide(1, status=status)
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 413, 422])
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_caller_errors_are_never_retried(status, idempotent):
+    decision = RetryPolicy().decide(1, status=status, idempotent=idempotent)
     assert not decision.retry
     assert "not retryable" in decision.reason
 
@@ -153,11 +154,54 @@ def test_poll_backoff_honours_retry_after_and_the_deadline():
         PollBackoff(initial=0)
 
 
-def test_a_5xx_after_an_ambiguous_attempt_is_retried_when_idempotent():
+# The decision table of PROTOCOL.md section C: "idempotent" is a GET, bulk status, or a POST
+# carrying its Idempotency-Key to a server whose capabilities say idempotency: true; the other
+# column is a POST to a server without it (hosted API, --compat).
+ALWAYS = {429, 503}  # the server promises nothing ran
+MAY_HAVE_RUN = {408, 500, 501, 502, 504, 507, 599}
+
+
+@pytest.mark.parametrize("status", sorted(ALWAYS | MAY_HAVE_RUN))
+def test_5xx_and_retryable_statuses_are_retried_when_the_request_cannot_run_twice(status):
+    decision = RetryPolicy().decide(1, status=status, idempotent=True, rng=MinJitter())
+    assert decision.retry and decision.reason == "retrying"
+
+
+@pytest.mark.parametrize("status", sorted(MAY_HAVE_RUN))
+def test_a_post_that_may_have_run_is_not_retried_without_idempotency(status):
+    decision = RetryPolicy().decide(1, status=status, idempotent=False)
+    assert not decision.retry
+    assert "may have run" in decision.reason
+    assert RetryPolicy.is_ambiguous(status=status)
+
+
+@pytest.mark.parametrize("status", sorted(ALWAYS))
+def test_429_and_503_are_retried_for_every_request(status):
+    for idempotent in (True, False):
+        assert RetryPolicy().decide(1, status=status, idempotent=idempotent).retry
+    assert not RetryPolicy.is_ambiguous(status=status)
+
+
+def test_500_retries_follow_the_backoff_attempts_and_deadline():
+    policy = RetryPolicy(max_attempts=3, backoff_base=0.5)
+    assert policy.decide(1, status=500, rng=MaxJitter()).delay == 0.5
+    assert policy.decide(2, status=500, rng=MaxJitter()).delay == 1.0
+    assert not policy.decide(3, status=500).retry  # max_attempts counts 500s too
+    assert not policy.decide(1, status=500, remaining=0.1, rng=MaxJitter()).retry
+
+
+def test_server_error_retries_can_be_turned_off():
+    policy = RetryPolicy(retry_server_errors=False)
+    assert not policy.decide(1, status=500).retry
+    assert policy.decide(1, status=502).retry and policy.decide(1, status=503).retry
+    assert "server_errors=False" in repr(policy)
+
+
+def test_errors_without_answers_follow_the_same_table():
     policy = RetryPolicy()
-    # A reset after sending, then a 500: the first attempt may hold the answer; ask again
-    # with the same key to get it replayed rather than record an error for work that ran.
-    assert policy.decide(2, status=500, in_doubt=True).retry
-    assert not policy.decide(2, status=500, in_doubt=False).retry
-    assert not policy.decide(2, status=500, in_doubt=True, idempotent=False).retry
-    assert not policy.decide(2, status=400, in_doubt=True).retry
+    refused = APIConnectionError("refused", request_sent=False)
+    reset = APIConnectionError("reset", request_sent=True)
+    for error in (refused, reset, APITimeoutError("slow", request_sent=True)):
+        assert policy.decide(1, error=error, idempotent=True).retry
+    assert policy.decide(1, error=refused, idempotent=False).retry  # it never left
+    assert not policy.decide(1, error=reset, idempotent=False).retry
