@@ -8,6 +8,12 @@ Quick start::
         result = ev.evaluate("is_json", {"text": ['{"a": 1}', "not json"]})
         print(result.eval_results)
 
+One evaluation with no Evaluator to manage (a process-wide default one, from the environment)::
+
+    from fi_evals import evaluate
+
+    print(evaluate("is_json", text='{"a": 1}').passed)  # True
+
 The public names load lazily (PEP 562): ``import fi_evals.protocol`` in the server does not
 pull in the client (requests, the transport), which keeps the layering of the package real.
 """
@@ -32,6 +38,8 @@ _EXPORTS = {
     "RetryPolicy": "fi_evals._retry",
     "TransportStats": "fi_evals._transport",
     "Evaluator": "fi_evals.client",
+    "evaluate": "fi_evals._default",
+    "Verdict": "fi_evals._default",
     "EvalHandle": "fi_evals.handles",
     "Submission": "fi_evals.handles",
     "BatchRunResult": "fi_evals.results",
@@ -82,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     )
     from fi_evals._retry import PollBackoff, RetryPolicy
     from fi_evals._transport import TransportStats
+    from fi_evals._default import Verdict, evaluate
     from fi_evals.client import Evaluator
     from fi_evals.handles import EvalHandle, Submission
     from fi_evals.batch import BatchItem, BatchResult, EvalSpec

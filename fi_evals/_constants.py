@@ -221,6 +221,11 @@ JUDGE_PARSE_ATTEMPTS = 2
 """Judge answers asked for per evaluation: a malformed answer is asked for again once."""
 JUDGE_RAW_ANSWER_CHARS = 2000
 """Most characters of a malformed judge answer quoted in the evaluation's error message."""
+HOSTED_MODEL_PREFIXES = ("turing",)
+HOSTED_MODEL_NAMES = frozenset({"protect", "protect_flash"})
+"""The hosted service's own model names (``turing_flash``, ``turing_small``, ``turing_large``...,
+matched case-insensitively by prefix as its SDK does, plus these): a request naming one is
+served by the server's configured judge model (``fi_evals.server.evaluators.judge``)."""
 EMBEDDING_BATCH_SIZE = 32
 """Texts per onnxruntime call (sorted by length first, so a batch pads little)."""
 EMBEDDING_MAX_WORKERS = 8

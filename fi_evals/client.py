@@ -53,7 +53,7 @@ from fi_evals._polling import Poller
 from fi_evals._retry import PollBackoff, RetryPolicy
 from fi_evals._transport import Transport, TransportStats
 from fi_evals.handles import EvalHandle, Submission, Waitable, flatten_waitables
-from fi_evals.protocol import Capabilities
+from fi_evals.protocol import Capabilities, with_status_alias
 from fi_evals.results import BatchRunResult, EvalResult
 
 if TYPE_CHECKING:
@@ -414,12 +414,20 @@ class Evaluator:
     def get_eval_result(self, eval_id: str) -> dict[str, Any]:
         """The raw ``GET new-eval/?eval_id=`` answer, as the official client returns it.
 
+        Its ``result`` carries the status as both ``eval_status`` and ``evalStatus``, whichever
+        the server sent (PROTOCOL.md B, "Status alias"), so code written from the hosted
+        service's cookbook (``poll["result"].get("evalStatus") == "completed"``) works against
+        any server.
+
         Raises:
             NotFoundError (BadRequestError from hosted servers): unknown id.
         """
         self._check_open()
         warn_if_in_event_loop("get_eval_result")
-        return self._transport.get_eval(eval_id).body
+        body = self._transport.get_eval(eval_id).body
+        if isinstance(body, dict):
+            with_status_alias(body.get("result"))
+        return body
 
     def get_result(self, eval_id: str, *, name: str = "") -> EvalResult:
         """The typed current state of one evaluation (``pending`` until finished).

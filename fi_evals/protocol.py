@@ -16,6 +16,8 @@ from typing import Any, Generic, Literal, TypeVar, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "STATUS_ALIAS",
+    "STATUS_KEY",
     "AsyncEvalItem",
     "BulkStatusEntry",
     "BulkStatusRequest",
@@ -34,6 +36,7 @@ __all__ = [
     "TemplateConfig",
     "TemplateInfo",
     "parse_output_value",
+    "with_status_alias",
 ]
 
 T = TypeVar("T")
@@ -186,12 +189,45 @@ class EvalRecord(_Wire):
         return self
 
 
+STATUS_KEY = "eval_status"
+STATUS_ALIAS = "evalStatus"
+"""The camel-case twin of ``eval_status`` (PROTOCOL.md B, "Status alias"): code written from the
+hosted service's published cookbook reads ``result["evalStatus"]``."""
+
+
+def with_status_alias(payload: Any) -> Any:
+    """``payload`` (a GET or bulk-status entry) carrying both ``eval_status`` and ``evalStatus``.
+
+    Whichever of the two a server sent is copied to the other, in place; a payload with
+    neither, or one that is not a dict, is returned unchanged. Used by the server for every
+    answer it builds and by the client on every payload it hands out raw, so that code reading
+    either spelling works against any server.
+    """
+    if isinstance(payload, dict):
+        status = payload.get(STATUS_KEY, payload.get(STATUS_ALIAS))
+        if status is not None:
+            payload[STATUS_KEY] = status
+            payload[STATUS_ALIAS] = status
+    return payload
+
+
 class EvalResultPayload(_Wire):
-    """``result`` of ``GET new-eval/?eval_id=``: status plus the record or a message."""
+    """``result`` of ``GET new-eval/?eval_id=``: status plus the record or a message.
+
+    A server that spells the status only ``evalStatus`` is read as well (see
+    :func:`with_status_alias`).
+    """
 
     eval_status: str
     result: EvalRecord | str | None = None
     error_message: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_from_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and STATUS_KEY not in data and STATUS_ALIAS in data:
+            return {**data, STATUS_KEY: data[STATUS_ALIAS]}
+        return data
 
     @property
     def finished(self) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
+from fi_evals.protocol import STATUS_ALIAS
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
@@ -232,10 +233,13 @@ class EvalService:
         return record
 
     def _payload(self, ev: StoredEval) -> dict[str, Any]:
+        # evalStatus repeats eval_status (PROTOCOL.md B, "Status alias"), in --compat too: the
+        # hosted service sends it, and its published cookbook reads it.
         if ev.status in _FINISHED:
-            return {"eval_status": ev.status, "result": self._record(ev),
-                    "error_message": ev.error_message}
-        return {"eval_status": ev.status, "result": C.PROCESSING_MESSAGE, "error_message": None}
+            return {"eval_status": ev.status, STATUS_ALIAS: ev.status,
+                    "result": self._record(ev), "error_message": ev.error_message}
+        return {"eval_status": ev.status, STATUS_ALIAS: ev.status,
+                "result": C.PROCESSING_MESSAGE, "error_message": None}
 
     def get_one(self, eval_id: Sequence[str]) -> Answer:
         """``GET new-eval/?eval_id=``.
@@ -268,7 +272,7 @@ class EvalService:
         for eval_id in ids:
             ev = found.get(eval_id)
             if ev is None:
-                entry = {"eval_status": "not_found", "result": None,
+                entry = {"eval_status": "not_found", STATUS_ALIAS: "not_found", "result": None,
                          "error_message": f"no evaluation with eval_id {eval_id}"}
             else:
                 entry = self._payload(ev)

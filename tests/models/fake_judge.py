@@ -6,8 +6,14 @@ Scripted actions are consumed one per request, in order; then the recorded judgm
 Every request is kept (``judge.requests``) and the largest number served at once is counted
 (``judge.max_in_flight``).
 
+Two options make it behave more like a real provider: ``known_models`` (the model names it
+serves; any other is refused the way OpenAI refuses it, 404 ``model_not_found``) and
+``judge_content`` (templates with an output and a context are judged from their words, see
+:func:`support_judgment`, so that a "Failed" verdict is possible; others keep the recording).
+
     with FakeJudge() as judge:
         server = server_factory(judge_url=judge.url, judge_model="judge-small")
+    with FakeJudge(known_models=["judge-small"], judge_content=True) as judge: ...
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from fi_evals.catalogue import CATALOGUE
 
 RECORDED = {
     "groundedness": {"verdict": "Passed", "reason": "Every claim appears in the context."},
@@ -31,6 +40,48 @@ RECORDED = {
     "customer_agent_conversation_quality": {"choices": ["4"], "reason": "Helpful, one slip."},
 }
 _DEFAULT = {"verdict": "Passed", "reason": "Recorded default judgment."}
+_STOPWORDS = frozenset({"the", "and", "are", "was", "were", "has", "have", "had", "for", "with",
+                        "that", "this", "from", "into", "its", "their", "there", "what", "which",
+                        "who", "how", "also", "than", "then", "but", "not", "all", "any"})
+SUPPORT_THRESHOLD = 0.6
+"""``judge_content``: share of the output's key words found in the context for a pass."""
+
+
+def model_not_found(model: str) -> bytes:
+    """The body OpenAI answers (with a 404) for a model it does not serve."""
+    return json.dumps({"error": {
+        "message": f"The model `{model}` does not exist or you do not have access to it.",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}).encode()
+
+
+def _key_words(text: str) -> list[str]:
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return list(dict.fromkeys(w for w in words if len(w) >= 3 and w not in _STOPWORDS))
+
+
+def support_judgment(output_type: str, inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """A judgment from content: how much of the output the context supports.
+
+    The output's key words (3+ letters, no stop words) are looked up in the context; a share
+    of at least ``SUPPORT_THRESHOLD`` passes ("The Eiffel Tower is in Paris, France." against
+    a context naming the tower and Paris: 3 of 4). Score templates get the share itself. None
+    when the item has no output and context to compare.
+    """
+    output, context = inputs.get("output"), inputs.get("context")
+    if not isinstance(output, str) or not context:
+        return None
+    known = set(_key_words(" ".join(context) if isinstance(context, list) else str(context)))
+    words = _key_words(output)
+    missing = [w for w in words if w not in known]
+    share = 1.0 - len(missing) / len(words) if words else 1.0
+    if not missing:
+        reason = "The output is fully supported by the provided context."
+    else:
+        reason = (f"{len(words) - len(missing)} of {len(words)} key words of the output are in "
+                  f"the context (not found: {', '.join(missing)}).")
+    if output_type == "score":
+        return {"score": round(share, 2), "reason": reason}
+    return {"verdict": "Passed" if share >= SUPPORT_THRESHOLD else "Failed", "reason": reason}
 
 
 @dataclass(frozen=True)
@@ -66,8 +117,11 @@ class Malformed:
 class FakeJudge:
     """The loopback judge server (threads, port 0)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, *, known_models: Iterable[str] | None = None,
+                 judge_content: bool = False) -> None:
         self.delay = delay
+        self.known_models = frozenset(known_models) if known_models is not None else None
+        self.judge_content = judge_content
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.max_in_flight = 0
@@ -128,16 +182,29 @@ class FakeJudge:
         if isinstance(action, Status):
             self._send(handler, action.code, action.body.encode(), action.headers)
             return
+        if self.known_models is not None and body.get("model") not in self.known_models:
+            self._send(handler, 404, model_not_found(str(body.get("model"))), {})
+            return
         if isinstance(action, (Answer, Malformed)):
             content = action.content
         else:
-            match = re.search(r"running the check '([^']+)'", body["messages"][0]["content"])
-            content = json.dumps(RECORDED.get(match.group(1) if match else "", _DEFAULT))
+            content = json.dumps(self._judgment(body["messages"]))
         completion = {"id": "chatcmpl-fake", "object": "chat.completion",
                       "model": body.get("model"),
                       "choices": [{"index": 0, "finish_reason": "stop",
                                    "message": {"role": "assistant", "content": content}}]}
         self._send(handler, 200, json.dumps(completion).encode(), {})
+
+    def _judgment(self, chat: list[dict[str, str]]) -> dict[str, Any]:
+        match = re.search(r"running the check '([^']+)'", chat[0]["content"])
+        name = match.group(1) if match else ""
+        template = CATALOGUE.get(name)
+        if self.judge_content and template is not None and template.output_type != "choices":
+            inputs = json.loads(chat[1]["content"].split("\n", 1)[1])  # after "Inputs:"
+            judged = support_judgment(template.output_type, inputs)
+            if judged is not None:
+                return judged
+        return RECORDED.get(name, _DEFAULT)
 
     @staticmethod
     def _send(handler: BaseHTTPRequestHandler, code: int, data: bytes,

@@ -18,7 +18,7 @@ PUBLIC = [
     "ItemError", "LoggedScore", "LoggerStats", "MissingCredentialsError", "NotFoundError", "OverloadedError", "OverflowPolicy",
     "PermissionDeniedError", "PollBackoff", "RateLimitError", "RequestTooLargeError",
     "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TransportStats", "UnknownTemplateError",
-    "WaitTimeoutError", "__version__",
+    "Verdict", "WaitTimeoutError", "__version__", "evaluate",
 ]
 
 

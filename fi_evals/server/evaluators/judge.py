@@ -2,7 +2,19 @@
 
 Configured by ``fi-evals serve --judge-url URL --judge-model NAME`` (or ``FI_JUDGE_BASE_URL``,
 ``FI_JUDGE_MODEL``, ``FI_JUDGE_API_KEY``): OpenAI, vLLM, Ollama, llama.cpp... anything that
-answers ``POST {base_url}/chat/completions``. A request's ``model`` picks the judge model.
+answers ``POST {base_url}/chat/completions``. A request's ``model`` picks the judge model,
+with two exceptions that keep requests written for the hosted service working
+(:meth:`JudgeClient.model_for`):
+
+- the hosted service's own model names (``turing_flash``, ``turing_small``, ``turing_large``,
+  ``protect``...: ``C.HOSTED_MODEL_PREFIXES``, ``C.HOSTED_MODEL_NAMES``) mean "the service's
+  judge", so they are served by the configured judge model (``--judge-model``) and never sent
+  to the provider;
+- any other name the provider refuses as unknown (a 400/404/422 whose error names the model
+  and says it does not exist, as OpenAI, vLLM, Ollama or LiteLLM word it) is retried once with
+  the configured model, and remembered, so that later requests naming it go straight there.
+
+The evaluation's reason says which model judged it (``[judge M for turing_small, ...]``).
 
 How one evaluation runs (:class:`JudgeEvaluator`):
 
@@ -21,6 +33,7 @@ Errors (all :class:`~fi_evals.server.evaluators.base.EvaluationError`, so the it
     EvaluationError
      ├── JudgeUnreachable   connection errors, timeouts, 429/5xx after every retry or budget
      ├── JudgeRefused       a 4xx the judge will answer the same way again (bad key, model)
+     │    └── JudgeModelUnknown   the 4xx says the provider does not know the model asked for
      └── JudgeAnswerError   the answer is not the JSON asked for, twice
 """
 
@@ -46,8 +59,9 @@ from fi_evals.catalogue import CATALOGUE, Template
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
 from fi_evals.server.evaluators.prompts import PROMPTS, messages
 
-__all__ = ["JudgeAnswerError", "JudgeClient", "JudgeEvaluator", "JudgeRefused",
-           "JudgeSettings", "JudgeUnreachable", "RetryPolicy", "judge_evaluators"]
+__all__ = ["JudgeAnswerError", "JudgeClient", "JudgeEvaluator", "JudgeModelUnknown",
+           "JudgeRefused", "JudgeSettings", "JudgeUnreachable", "RetryPolicy", "is_hosted_model",
+           "judge_evaluators", "refuses_model"]
 
 
 class JudgeUnreachable(EvaluationError):
@@ -58,8 +72,47 @@ class JudgeRefused(EvaluationError):
     """The judge answered a 4xx that a retry would not change (wrong key, unknown model)."""
 
 
+class JudgeModelUnknown(JudgeRefused):
+    """The judge refused the request because it does not know the model asked for.
+
+    Attributes:
+        model: the model name the judge refused.
+    """
+
+    def __init__(self, message: str, model: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
 class JudgeAnswerError(EvaluationError):
     """The judge's answer was not the structured answer asked for (after one retry)."""
+
+
+_MISSING_MODEL_WORDS = re.compile(r"not[ _]found|does not exist|not exist|unknown|invalid model|"
+                                  r"not supported|unsupported|no such|not available",
+                                  re.IGNORECASE)
+_MODEL_REFUSAL_STATUSES = frozenset({400, 404, 422})
+_MAX_REFUSED_MODELS = 256  # names remembered as unknown (requests choose them: keep it bounded)
+
+
+def is_hosted_model(name: str | None) -> bool:
+    """True for the hosted service's own model names (``turing_small``, ``protect_flash``...)."""
+    if not name:
+        return False
+    lowered = name.strip().lower()
+    return lowered.startswith(C.HOSTED_MODEL_PREFIXES) or lowered in C.HOSTED_MODEL_NAMES
+
+
+def refuses_model(status: int, text: str, model: str) -> bool:
+    """True when a judge's error answer says it does not know ``model``.
+
+    A 400, 404 or 422 whose body names the model and says it is missing, in the words of
+    OpenAI (``The model `x` does not exist``, code ``model_not_found``), vLLM, Ollama (``model
+    "x" not found``) or LiteLLM (``Invalid model name passed in model=x``). Naming the model is
+    required, so that other 400s (a context too long, a bad parameter) never count.
+    """
+    return (status in _MODEL_REFUSAL_STATUSES and bool(model) and model in text
+            and _MISSING_MODEL_WORDS.search(text) is not None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +214,29 @@ class JudgeClient:
         # Some OpenAI-compatible servers reject response_format; drop it after the first such
         # 400 instead of failing every evaluation.
         self._json_mode = True
+        self._refused_models: set[str] = set()
+        self._refused_lock = threading.Lock()
+
+    def model_for(self, requested: str | None) -> str | None:
+        """The model to ask the judge for, given a request's ``model``.
+
+        The configured model (``settings.model``) when the request names none, names one of
+        the hosted service's models, or names one this judge already refused as unknown (see
+        :meth:`remember_refused`); else the requested name. None when nothing is configured
+        and the request names no usable model.
+        """
+        configured = self.settings.model
+        if not requested:
+            return configured
+        if is_hosted_model(requested) or requested in self._refused_models:
+            return configured
+        return requested
+
+    def remember_refused(self, model: str) -> None:
+        """Note that the judge does not know ``model`` (later requests skip it; bounded)."""
+        with self._refused_lock:
+            if len(self._refused_models) < _MAX_REFUSED_MODELS:
+                self._refused_models.add(model)
 
     def complete(self, chat: list[dict[str, str]], model: str, deadline: float) -> str:
         """The judge's answer text to ``chat``.
@@ -197,9 +273,11 @@ class JudgeClient:
                     attempt -= 1  # a capability probe, not a failure
                     continue
                 if not self.policy.is_retryable_status(response.status_code):
-                    raise JudgeRefused(f"the judge at {self.settings.endpoint} refused the "
-                                       f"request: HTTP {response.status_code}: "
-                                       f"{response.text[:300]}")
+                    message = (f"the judge at {self.settings.endpoint} refused the request: "
+                               f"HTTP {response.status_code}: {response.text[:300]}")
+                    if refuses_model(response.status_code, response.text, model):
+                        raise JudgeModelUnknown(message, model)
+                    raise JudgeRefused(message)
                 last = f"HTTP {response.status_code}"
                 retry_after = retry_after_seconds(response.headers.get(C.HEADER_RETRY_AFTER))
             wait = self.policy.delay(attempt, retry_after, deadline - time.monotonic())
@@ -333,15 +411,17 @@ class JudgeEvaluator(BaseEvaluator):
             EvaluationError: no judge model, or the judge is unreachable, refuses, or answers
                 malformed JSON twice (the message quotes the raw answer).
         """
-        chosen = model or self.client.settings.model
+        chosen = self.client.model_for(model)
         if not chosen:
-            raise EvaluationError("no judge model: give `model` in the request, or start the "
-                                  "server with --judge-model (FI_JUDGE_MODEL)")
+            how = (f"the hosted model name {model!r} is served by this server's judge model, so"
+                   if model else "give `model` in the request, or")
+            raise EvaluationError(f"no judge model: {how} start the server with --judge-model "
+                                  "(FI_JUDGE_MODEL)")
         deadline = time.monotonic() + self.client.settings.timeout
         chat = messages(self.template, inputs)
         problem = ""
         for _ in range(C.JUDGE_PARSE_ATTEMPTS):
-            text = self.client.complete(chat, chosen, deadline)
+            text, chosen = self._complete(chat, chosen, deadline)
             try:
                 outcome = parse_answer(self.template, self.prompt.multiple, text)
             except ValueError as exc:
@@ -350,11 +430,29 @@ class JudgeEvaluator(BaseEvaluator):
                         {"role": "user", "content": f"That answer is not valid ({problem}). "
                                                     "Answer again with only the JSON object."}]
                 continue
-            return Outcome(outcome.output,
-                           f"{outcome.reason} [judge {chosen}, prompt {self.prompt.tag}]")
+            served = f" for {model}" if model and model != chosen else ""
+            return Outcome(outcome.output, f"{outcome.reason} [judge {chosen}{served}, "
+                                           f"prompt {self.prompt.tag}]")
         raise JudgeAnswerError(
             f"the judge's answer was malformed {C.JUDGE_PARSE_ATTEMPTS} times ({problem}); "
             f"raw answer: {text[:C.JUDGE_RAW_ANSWER_CHARS]!r}")
+
+    def _complete(self, chat: list[dict[str, str]], model: str,
+                  deadline: float) -> tuple[str, str]:
+        """The judge's answer and the model that gave it.
+
+        A model the judge refuses as unknown is replaced by the configured one, once (and
+        remembered); without a configured model, or when that one is refused, the refusal
+        stands.
+        """
+        try:
+            return self.client.complete(chat, model, deadline), model
+        except JudgeModelUnknown:
+            configured = self.client.settings.model
+            if not configured or configured == model:
+                raise
+            self.client.remember_refused(model)
+        return self.client.complete(chat, configured, deadline), configured
 
     def evaluate_many(self, items: Sequence[ItemInputs], params: Mapping[str, Any],
                       model: str | None = None) -> list[Outcome | BaseException]:
