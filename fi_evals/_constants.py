@@ -47,6 +47,10 @@ RETRY_BACKOFF_BASE = 0.5
 RETRY_BACKOFF_MAX = 8.0
 RETRY_AFTER_CAP = 60.0
 RETRY_STATUS_CODES = frozenset({408, 429, 502, 503, 504})
+"""Statuses worth a retry when it is safe: 429 and 503 promise that nothing ran (retried for every
+request); 408, 502 and 504 may have run (retried only when the request cannot run twice: GETs, bulk
+status, a POST to a server announcing idempotency). Any other 5xx is retried on that same condition
+(``RetryPolicy.retry_server_errors``)."""
 RETRY_BACKOFF_MULTIPLIER = 2.0
 THROTTLE_STATUS_CODES = frozenset({429, 503})
 """Answers that mean "slow down": the transport reports each to its throttle listeners."""

@@ -23,8 +23,6 @@ from fi_evals._constants import (
     BATCH_WINDOW_CHUNKS_PER_WORKER,
     COMPAT_MAX_BATCH_SIZE,
 )
-from fi_evals._exceptions import ServerError
-from fi_evals._retry import RetryPolicy
 from fi_evals._transport import Transport
 from fi_evals.batch.engine import Coordinator, Settings
 from fi_evals.batch.journal import Journal
@@ -47,9 +45,6 @@ KeyMapping = Mapping[str, Union[str, Mapping[str, str]]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 log = logging.getLogger("fi_evals.batch")
-
-_CAPS_ATTEMPTS = 3
-
 
 def _chunk_size(requested: int | None, journal: Journal | None, is_async: bool,
                 n_items: int | None, workers: int, max_batch: int) -> int:
@@ -87,17 +82,9 @@ def _mappings(key_mapping: KeyMapping | None,
 
 
 def _capabilities(transport: Transport) -> Capabilities | None:
-    """The server's capabilities; a transient 5xx is asked again before falling back."""
-    for attempt in range(_CAPS_ATTEMPTS):
-        try:
-            return transport.capabilities()
-        except ServerError:
-            if attempt == _CAPS_ATTEMPTS - 1:
-                log.warning("no capabilities from %s after %d tries: section A only (3 items "
-                            "per request, one id per poll)", transport.base_url, _CAPS_ATTEMPTS)
-                return None
-            time.sleep(RetryPolicy().backoff(attempt + 1))
-    return None
+    """The server's capabilities; a 5xx that outlasts the transport's own retries falls back to
+    section A (3 items per request, one id per poll) with a warning."""
+    return transport.capabilities_or_none()
 
 
 def _positive(name: str, value: float | None) -> float | None:

@@ -122,9 +122,10 @@ def add_parser(subparsers: Any) -> None:
                        help="every evaluation takes at least this long, like a judge model")
     knobs.add_argument("--faults", metavar="SPEC", default=None,
                        help="break answers to /sdk/api/ at random, e.g. "
-                            "500:0.05,429:0.02,503:0.01,reset:0.01,slow:0.01 (reset drops the "
-                            "connection after doing the work; slow answers after "
-                            "--fault-slow-seconds)")
+                            "500:0.05,429:0.02,503:0.01,500-after:0.01,reset:0.01,slow:0.01 "
+                            "(500/429/503 answer before any work; 500-after does the work, "
+                            "then answers 500; reset drops the connection after doing the "
+                            "work; slow answers after --fault-slow-seconds)")
     knobs.add_argument("--fault-slow-seconds", type=positive_float, metavar="SECONDS",
                        default=C.DEFAULT_FAULT_SLOW_SECONDS, help="delay of a slow fault")
     knobs.add_argument("--fault-seed", type=int, default=None, metavar="N",

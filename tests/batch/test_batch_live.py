@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _helpers import metric_sum, scrape
 
-from fi_evals import Evaluator
+from fi_evals import Evaluator, RetryPolicy
 from fi_evals.batch import BatchResult
 from fi_evals.catalogue import CATALOGUE
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, Outcome
@@ -182,12 +182,14 @@ def test_streamed_output_and_exports(evaluator: Evaluator, tmp_path: Path) -> No
 def test_server_faults_never_abort_the_batch(server_factory: Callable[..., Any],
                                             client_factory: Callable[..., Evaluator]) -> None:
     server = server_factory(faults="500:0.3", fault_seed=7, access_log=False)
-    ev = client_factory(server, max_workers=4)
+    # 500s are retried by default (the server announces idempotency): turned off here, so that
+    # they reach the items (test_live_idempotent_retries.py checks the retries).
+    ev = client_factory(server, max_workers=4, retry=RetryPolicy(retry_server_errors=False))
     result = ev.evaluate_batch(rows(200), ["is_json", "one_line"], key_mapping=MAPPING,
                                chunk_size=5, progress=False)
     _check_shape(result, 200, ["is_json", "one_line"])
     errors = {r.error.type for i in result for r in i.results.values() if r.error}
-    assert errors == {"ServerError"}  # 500 is never retried: recorded on the chunk's items
+    assert errors == {"ServerError"}  # an unretried 500 is recorded on the chunk's items
     ok = sum(t.scored for t in result.stats.templates.values())
     assert 0 < ok < 400 and metric_sum(server, EVALS_TOTAL) == ok
 
