@@ -20,6 +20,7 @@ from fi_evals._constants import (
     BATCH_ASYNC_WINDOW_ITEMS,
     BATCH_CHUNK_SIZE,
     BATCH_MIN_CHUNKS_PER_WORKER,
+    BATCH_SHOW_FAILURES,
     BATCH_WINDOW_CHUNKS_PER_WORKER,
     COMPAT_MAX_BATCH_SIZE,
 )
@@ -28,6 +29,7 @@ from fi_evals.batch.engine import Coordinator, Settings
 from fi_evals.batch.journal import Journal
 from fi_evals.batch.mapping import resolve_mapping
 from fi_evals.batch.output import ItemWriter, open_writer
+from fi_evals.batch.preflight import check_available, check_first_row
 from fi_evals.batch.progress import Progress
 from fi_evals.batch.readers import ItemSource, estimate_length, iter_items, source_length
 from fi_evals.batch.result import BatchResult, check_thresholds, parse_thresholds
@@ -45,6 +47,7 @@ KeyMapping = Mapping[str, Union[str, Mapping[str, str]]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 log = logging.getLogger("fi_evals.batch")
+
 
 def _chunk_size(requested: int | None, journal: Journal | None, is_async: bool,
                 n_items: int | None, workers: int, max_batch: int) -> int:
@@ -101,15 +104,19 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                    item_timeout: float | None = None, deadline: float | None = None,
                    progress: bool = True, journal: PathLike | None = None,
                    output: PathLike | None = None,
-                   thresholds: Mapping[str, float] | None = None) -> BatchResult:
+                   thresholds: Mapping[str, float] | None = None,
+                   max_error_rate: float = 0.0, show: int = BATCH_SHOW_FAILURES,
+                   limit: int | None = None) -> BatchResult:
     """Score every item with every eval, in bounded memory; see ``Evaluator.evaluate_batch``.
 
     Args:
         evaluator: the client whose transport and pool do the work.
         items: a list, generator, DataFrame, mapping of columns, or a JSONL/CSV path (lazy).
         evals: eval specs: ``"NAME[:param=value,...]"``, mappings or :class:`EvalSpec`.
-        task: called on the pool with each row before its evals (the model under test); its
-            return value (a mapping, or a value known as ``output``) feeds the key mapping.
+        task: called with each row before its evals (the model under test): a plain function
+            runs on the pool, an ``async def`` one on one event loop the batch owns (up to
+            ``max_workers`` at once); its return value (a mapping, or a value known as
+            ``output``) feeds the key mapping.
         key_mapping: template key -> row/task field (see :mod:`fi_evals.batch.mapping`).
         is_async: submit everything in chunks, then poll with bulk status.
         max_workers: the most requests in flight (default and ceiling: the Evaluator's).
@@ -121,13 +128,23 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             :mod:`fi_evals.batch.journal`).
         output: stream items to this ``.jsonl`` or ``.csv`` file instead of keeping them.
         thresholds: ``{"LABEL[.METRIC]": minimum}`` -> ``BatchResult.passed``.
+        max_error_rate: the share of outcomes that may be errors (no verdict) while
+            ``BatchResult.passed`` stays True; 0.0 (the default): any error fails the batch.
+        show: how many failing or errored rows the summary lists (0: none).
+        limit: score the first ``limit`` rows only (None: all).
 
     Returns:
-        A :class:`BatchResult`: items in input order, stats, threshold checks.
+        A :class:`BatchResult`: items in input order, stats, threshold checks, and
+        ``passed``: True only when the batch finished, its error rate is within
+        ``max_error_rate`` and every threshold holds.
 
     Raises:
         UnknownTemplateError, InvalidInputError, ValueError: bad specs, parameters, key
             mappings or thresholds (before anything is sent).
+        TemplateUnavailableError: the server cannot run one of the evals (no judge
+            configured...), before anything is sent.
+        KeyMappingError: a key's field is absent from the first row (a typo, a missing
+            ``key_mapping``), before anything is sent.
         AuthenticationError, APIConnectionError: the server refuses the keys or cannot be
             reached (before anything is sent).
         JournalMismatchError: the journal belongs to another batch.
@@ -138,13 +155,21 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         raise ValueError("max_workers must be at least 1")
     _positive("item_timeout", item_timeout)
     _positive("deadline", deadline)
+    if not 0.0 <= max_error_rate <= 1.0:
+        raise ValueError(f"max_error_rate must be between 0 and 1, not {max_error_rate!r}")
+    if show < 0:
+        raise ValueError(f"show must be 0 or more, not {show!r}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit!r}")
     started = time.monotonic()
     specs = resolve_specs(evals, server_templates=transport.templates)
     mappings = _mappings(key_mapping, specs)
-    rows = iter_items(items)  # opens files now: a missing file fails before any request
+    source = iter_items(items, limit)  # opens files now: a missing one fails before a request
     caps = _capabilities(transport)  # bad keys or no server: raise before reading anything
+    approximations = check_available(transport, specs)
+    rows = check_first_row(source, specs, mappings, key_mapping, has_task=task is not None)
     max_batch = caps.max_batch_size if caps is not None else COMPAT_MAX_BATCH_SIZE
-    n_items = source_length(items)
+    n_items = source_length(items, limit)
     opened_journal = Journal(journal) if journal is not None else None
     writer: ItemWriter | None = None
     bar: Progress | None = None
@@ -159,11 +184,13 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                             max_batch, item_timeout,
                             None if deadline is None else started + deadline)
         labels = [s.label or s.name for s, _ in specs]
-        total = estimate_length(items) if progress else None
+        total = estimate_length(items, limit) if progress else None
         bar = Progress(progress, total * len(specs) if total is not None else None)
         writer = open_writer(output, labels) if output is not None else None
         coordinator = Coordinator(settings, transport, evaluator._executor,
                                   journal=opened_journal, writer=writer, progress=bar)
+        coordinator.stats.failures.limit = show
+        coordinator.stats.failures.describe = source.describe
         parsed = parse_thresholds(thresholds, coordinator.stats.templates)
         coordinator.run(rows)
     finally:
@@ -177,4 +204,5 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                               complete=coordinator.stopped is None)
     return BatchResult([s for s, _ in specs], coordinator.stats, items=coordinator.items,
                        output=output, stopped=coordinator.stopped, checks=checks,
-                       input_error=coordinator.input_error)
+                       input_error=coordinator.input_error, max_error_rate=max_error_rate,
+                       approximations=approximations)

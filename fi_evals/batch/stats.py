@@ -16,7 +16,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fi_evals._constants import BATCH_LATENCY_RESERVOIR, OUTPUT_FAILED, OUTPUT_PASSED
@@ -68,6 +68,7 @@ class FailingOutcome:
 
     Attributes:
         index: the row's position in the input (0-based).
+        where: the row as a person finds it (``item 12 (data.jsonl line 14)``).
         label: the eval's label.
         outcome: the verdict (``Failed``, ``score 0.31 < 0.5``) or the error type.
         reason: the evaluator's reason or the error message, on one line.
@@ -75,6 +76,7 @@ class FailingOutcome:
     """
 
     index: int
+    where: str
     label: str
     outcome: str
     reason: str
@@ -92,6 +94,8 @@ class FailureSample:
 
     def __init__(self, limit: int = 5) -> None:
         self.limit = limit
+        self.describe: Callable[[int], str] = lambda index: f"item {index}"
+        """Names a row from its index, when it is kept (the reader knows file lines)."""
         self.rows = 0
         self.kept = 0
         self.outcomes: list[FailingOutcome] = []
@@ -100,24 +104,23 @@ class FailureSample:
               templates: Mapping[str, TemplateStats]) -> None:
         """Look at one finished row (label -> EvalResult): count it if it fails, and keep its
         failing outcomes while fewer than ``limit`` rows are kept."""
-        found = []
+        found: list[tuple[str, str, str, bool]] = []
         for label, result in results.items():
             if not result.ok:
                 error = result.error
-                found.append(FailingOutcome(index, label, error.type if error else result.status,
-                                            _one_line(error.message if error else result.reason),
-                                            True))
+                found.append((label, error.type if error else result.status,
+                              _one_line(error.message if error else result.reason), True))
                 continue
             verdict = templates[label].verdict(result.output)
             if verdict is not None:
-                found.append(FailingOutcome(index, label, verdict, _one_line(result.reason),
-                                            False))
+                found.append((label, verdict, _one_line(result.reason), False))
         if not found:
             return
         self.rows += 1
         if self.kept < self.limit:
             self.kept += 1
-            self.outcomes.extend(found)
+            where = self.describe(index)
+            self.outcomes.extend(FailingOutcome(index, where, *f) for f in found)
 
     def __repr__(self) -> str:
         return (f"<FailureSample {self.rows} failing rows, {self.kept} kept (limit "

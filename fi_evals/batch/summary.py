@@ -16,7 +16,6 @@ is visible at a glance.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -54,19 +53,17 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
-def _failures(result: BatchResult, cli: bool,
-              locate: Callable[[int], str] | None) -> list[str]:
+def _failures(result: BatchResult, cli: bool) -> list[str]:
     sample = result.stats.failures
     if not sample.rows:
         return []
     more = "--show N" if cli else "show=N"
     if not sample.outcomes:
         return [f"failing or errored rows: {sample.rows:,} ({more} lists them)"]
-    where = locate or (lambda index: f"row {index}")
     shown = ("all shown" if sample.kept == sample.rows
              else f"the first {sample.kept} shown; {more} for more")
     lines = [f"failing or errored rows: {sample.rows:,} ({shown})"]
-    rows = [(where(o.index), o.label, o.outcome, o.reason) for o in sample.outcomes]
+    rows = [(o.where, o.label, o.outcome, o.reason) for o in sample.outcomes]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
@@ -89,16 +86,13 @@ def _verdict_line(result: BatchResult, cli: bool) -> str:
     return f"{head}: {text}"
 
 
-def render_summary(result: BatchResult, *, cli: bool = False,
-                   locate: Callable[[int], str] | None = None) -> str:
+def render_summary(result: BatchResult, *, cli: bool = False) -> str:
     """The summary table of ``result`` as text.
 
     Args:
         result: the batch's result.
         cli: speak the command line's language (``--show N``, exit statuses) instead of
             Python's (``show=N``).
-        locate: how to name a row from its index (e.g. its line in the input file); the
-            default is ``row INDEX``.
     """
     s = result.stats
     state = {None: "complete", "deadline": "STOPPED at the deadline",
@@ -136,6 +130,6 @@ def render_summary(result: BatchResult, *, cli: bool = False,
         lines += [f"  {c}" for c in result.checks]
         if not result.complete:
             lines.append("  (the batch did not finish: thresholds cannot hold)")
-    lines += _failures(result, cli, locate)
+    lines += _failures(result, cli)
     lines.append(_verdict_line(result, cli))
     return "\n".join(lines)

@@ -154,16 +154,15 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def _load_config(path: str | None) -> dict[str, Any]:
+    """The ``--config`` file (JSON or YAML), with its keys checked."""
     if path is None:
         return {}
+    from fi_evals.batch.config import load_config
+
     try:
-        config = json.loads(Path(path).read_text("utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"no such config file: {path!r}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        config = load_config(path)
+    except ImportError as exc:
+        raise ValueError(str(exc)) from None
     unknown = {k for k in config if not k.startswith("_")} - _CONFIG_KEYS  # "_x": comments
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; expected some of "
@@ -275,17 +274,17 @@ def run_batch(args: argparse.Namespace) -> int:
     evals = options.pop("evals")
     workers = options["max_workers"] or C.DEFAULT_MAX_WORKERS
     state = args.state or (f"{options['journal']}.server" if options["journal"] else None)
-    source = _data_source(args.data)
     try:
         with connect(state, models=model_settings(args, config),
                      given=given_model_options(args, config)) as server, \
                 Evaluator(max_workers=workers, **server) as ev:
-            result = ev.evaluate_batch(source, evals, **options)
+            result = ev.evaluate_batch(args.data, evals, **options)
     except KeyMappingError as exc:
         return _fail(_mapping_message(exc, args.data))
     except TemplateUnavailableError as exc:
         return _fail(f"--eval {exc.name} cannot run on this server: {exc.reason}")
-    except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError, OSError) as exc:
+    except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError, OSError,
+            ImportError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:  # before or after the batch (during it, the batch handles it)
         return _fail("interrupted", EXIT_FAILED)
@@ -298,11 +297,6 @@ def run_batch(args: argparse.Namespace) -> int:
                    "checks": [c.__dict__ for c in result.checks]}
         Path(args.stats_json).write_text(json.dumps(payload, indent=2), "utf-8")
     return EXIT_OK if result.passed else EXIT_FAILED
-
-
-def _data_source(data: str) -> Any:
-    """What ``evaluate_batch`` reads: the path, or ``-`` for stdin."""
-    return data
 
 
 def _mapping_message(exc: Any, data: str) -> str:

@@ -59,7 +59,9 @@ def test_sync_batch_in_order_with_errors_recorded_not_raised(evaluator: Evaluato
     assert (stats.scored, stats.total, stats.errors["InvalidInputError"]) == (38, 40, 2)
     summary = str(result)
     assert "38/40" in summary and "95.0%" in summary and "p95" in summary
-    assert result.stats.requests > 0 and result.complete and result.passed is None
+    assert result.stats.requests > 0 and result.complete
+    assert result.passed is False and result.problems == [
+        "4 of 120 outcomes errored (3.3% > max error rate 0.0%)"]
 
 
 def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., Any],

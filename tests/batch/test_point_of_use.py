@@ -306,3 +306,37 @@ def test_new_options_have_one_name_in_flag_config_and_sdk(tmp_path: Path,
     code, out, _ = _run(capsys, str(data), "--config", str(config), "--max-error-rate", "0",
                         "--limit", "3")
     assert code == 1 and "3 items x 1 evals" in out
+
+
+# --------------------------------------------------------------------------- 8. inputs
+
+
+def test_failing_rows_name_the_line_of_a_jsonl_file(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "{}"}\n\n{"text": "nope"}\n')
+    code, out, _ = _run(capsys, str(data), "--eval", "is_json")
+    assert code == 0
+    assert "  item 1 (d.jsonl line 3)  is_json  Failed" in out
+
+
+def test_inputs_people_have(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"answer": '{"a": 1}', "reference": '{"a": 1}'}, {"answer": "x", "reference": "y"},
+            {"answer": "[]", "reference": "[]"}]
+    array = tmp_path / "rows.json"
+    array.write_text(json.dumps(rows))
+    config = tmp_path / "evals.yaml"
+    config.write_text("evals:\n  - is_json\n  - fuzzy_match:pass_threshold=0.8\n"
+                      "map:\n  text: answer\n  output: answer\n  expected: reference\n"
+                      "limit: 2\nshow: 3\n")
+    code, out, err = _run(capsys, str(array), "--config", str(config))
+    assert code == 0, err
+    assert "2 items x 2 evals" in out
+    assert "item 1  fuzzy_match  score 0 < 0.8" in out  # the spec's own pass threshold
+    env = {k: v for k, v in os.environ.items() if k != C.ENV_BASE_URL}
+    piped = subprocess.run([sys.executable, "-m", "fi_evals.cli", "run", "-", "--eval",
+                            "is_json", "--map", "text=answer", "--no-progress"],
+                           input="".join(json.dumps(r) + "\n" for r in rows),
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "3 items x 1 evals" in piped.stdout and "item 1 (<stdin> line 2)" in piped.stdout

@@ -1,6 +1,7 @@
 """Property: whatever the item count, chunk size, mode and failure pattern, a batch yields
 exactly one outcome per (item, eval), in input order, with no duplicate, and each failure
-recorded with the right type."""
+recorded with the right type (or, when the first readable row lacks a field the evals read, a
+KeyMappingError before anything is sent)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fi_evals import Evaluator
+from fi_evals import Evaluator, KeyMappingError
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.runner import RunningServer, start_server
 
@@ -79,6 +80,12 @@ def test_one_outcome_per_item_and_eval_in_order(servers: dict[str, Evaluator],
                                                 with_task: bool, faulty: bool) -> None:
     ev = servers["faulty" if faulty else "clean"]
     data = [_row(i, p) for i, p in enumerate(patterns)]
+    first = next((p for p in patterns if p != "bad_row"), None)
+    if first == "missing" and not with_task:  # the preflight refuses the whole batch
+        with pytest.raises(KeyMappingError):
+            ev.evaluate_batch(iter(data), specs, is_async=is_async, chunk_size=chunk_size,
+                              progress=False)
+        return
     result = ev.evaluate_batch(iter(data), specs, task=_task if with_task else None,
                                is_async=is_async, chunk_size=chunk_size, progress=False)
     labels = [s.partition(":")[0] for s in specs]
