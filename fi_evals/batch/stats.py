@@ -89,42 +89,51 @@ def _one_line(text: str | None, width: int = 160) -> str:
 
 
 class FailureSample:
-    """Counts the rows that failed or errored, and keeps the first ``limit`` of them for the
-    summary (bounded memory)."""
+    """Counts the rows with an errored outcome and the rows with a failing verdict, and keeps
+    the first ``limit`` of each for the summary (bounded memory): errors are listed even when
+    failing verdicts are many, since they are what a run must fix first."""
 
     def __init__(self, limit: int = 5) -> None:
         self.limit = limit
         self.describe: Callable[[int], str] = lambda index: f"item {index}"
         """Names a row from its index, when it is kept (the reader knows file lines)."""
-        self.rows = 0
-        self.kept = 0
-        self.outcomes: list[FailingOutcome] = []
+        self.errored_rows = 0
+        self.failing_rows = 0
+        self.errored: list[FailingOutcome] = []
+        self.failing: list[FailingOutcome] = []
+        self._kept = {True: 0, False: 0}
 
     def offer(self, index: int, results: Mapping[str, Any],
               templates: Mapping[str, TemplateStats]) -> None:
-        """Look at one finished row (label -> EvalResult): count it if it fails, and keep its
-        failing outcomes while fewer than ``limit`` rows are kept."""
-        found: list[tuple[str, str, str, bool]] = []
+        """Look at one finished row (label -> EvalResult): count it, and keep its errored or
+        failing outcomes while fewer than ``limit`` rows of that kind are kept."""
+        errors: list[tuple[str, str, str, bool]] = []
+        fails: list[tuple[str, str, str, bool]] = []
         for label, result in results.items():
             if not result.ok:
                 error = result.error
-                found.append((label, error.type if error else result.status,
-                              _one_line(error.message if error else result.reason), True))
+                errors.append((label, error.type if error else result.status,
+                               _one_line(error.message if error else result.reason), True))
                 continue
             verdict = templates[label].verdict(result.output)
             if verdict is not None:
-                found.append((label, verdict, _one_line(result.reason), False))
-        if not found:
-            return
-        self.rows += 1
-        if self.kept < self.limit:
-            self.kept += 1
-            where = self.describe(index)
-            self.outcomes.extend(FailingOutcome(index, where, *f) for f in found)
+                fails.append((label, verdict, _one_line(result.reason), False))
+        self.errored_rows += bool(errors)
+        self.failing_rows += bool(fails)
+        for found, kept in ((errors, self.errored), (fails, self.failing)):
+            if found and self._kept[found is errors] < self.limit:
+                self._kept[found is errors] += 1
+                where = self.describe(index)
+                kept.extend(FailingOutcome(index, where, *f) for f in found)
+
+    @property
+    def outcomes(self) -> list[FailingOutcome]:
+        """The kept outcomes: errored ones first, then failing verdicts."""
+        return [*self.errored, *self.failing]
 
     def __repr__(self) -> str:
-        return (f"<FailureSample {self.rows} failing rows, {self.kept} kept (limit "
-                f"{self.limit}), {len(self.outcomes)} outcomes>")
+        return (f"<FailureSample {self.errored_rows} errored rows, {self.failing_rows} failing "
+                f"rows, limit {self.limit}>")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fi_evals.batch.result import BatchResult
+    from fi_evals.batch.stats import FailingOutcome
     from fi_evals.batch.stats import TemplateStats
 
 __all__ = ["render_summary"]
@@ -53,21 +54,24 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
 
 
+def _rows_section(title: str, total: int, kept: list[FailingOutcome], more: str) -> list[str]:
+    if not total:
+        return []
+    if not kept:
+        return [f"{title}: {total:,} ({more} lists them)"]
+    shown = len({o.index for o in kept})
+    note = "all shown" if shown == total else f"the first {shown} shown; {more} for more"
+    rows = [(o.where, o.label, o.outcome, o.reason) for o in kept]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return [f"{title}: {total:,} ({note})"] + [
+        "  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] for r in rows]
+
+
 def _failures(result: BatchResult, cli: bool) -> list[str]:
     sample = result.stats.failures
-    if not sample.rows:
-        return []
     more = "--show N" if cli else "show=N"
-    if not sample.outcomes:
-        return [f"failing or errored rows: {sample.rows:,} ({more} lists them)"]
-    shown = ("all shown" if sample.kept == sample.rows
-             else f"the first {sample.kept} shown; {more} for more")
-    lines = [f"failing or errored rows: {sample.rows:,} ({shown})"]
-    rows = [(o.where, o.label, o.outcome, o.reason) for o in sample.outcomes]
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3])
-    return lines
+    return (_rows_section("errored rows", sample.errored_rows, sample.errored, more)
+            + _rows_section("failing rows", sample.failing_rows, sample.failing, more))
 
 
 def _verdict_line(result: BatchResult, cli: bool) -> str:

@@ -238,11 +238,11 @@ def test_failing_rows_are_listed(tmp_path: Path, capsys: pytest.CaptureFixture[s
                             for t in ["{}", "nope", "[]", "also nope", "x", "y", "z", "{}"]))
     code, out, _ = _run(capsys, str(data), "--eval", "is_json", "--show", "2")
     assert code == 0
-    assert "failing or errored rows: 5 (the first 2 shown; --show N for more)" in out
+    assert "failing rows: 5 (the first 2 shown; --show N for more)" in out
     listed = [line for line in out.splitlines() if line.startswith("  ") and "is_json" in line]
     assert len(listed) == 2 and "Failed" in listed[0]
     code, out, _ = _run(capsys, str(data), "--eval", "is_json", "--show", "0")
-    assert "failing or errored rows: 5 (--show N lists them)" in out
+    assert "failing rows: 5 (--show N lists them)" in out
 
 
 @pytest.mark.slow
@@ -302,7 +302,7 @@ def test_new_options_have_one_name_in_flag_config_and_sdk(tmp_path: Path,
     config.write_text(json.dumps({"evals": ["is_json"], "max_error_rate": 0.5, "show": 0,
                                   "limit": 2}))
     code, out, _ = _run(capsys, str(data), "--config", str(config))
-    assert code == 0 and "2 items x 1 evals" in out and "failing or errored" in out
+    assert code == 0 and "2 items x 1 evals" in out and "errored rows: 1 (--show N lists them)" in out
     code, out, _ = _run(capsys, str(data), "--config", str(config), "--max-error-rate", "0",
                         "--limit", "3")
     assert code == 1 and "3 items x 1 evals" in out
