@@ -142,6 +142,8 @@ BATCH_ASYNC_CHUNK_SIZE = 100
 stores them); further capped by the server's `max_batch_size`."""
 BATCH_MIN_CHUNKS_PER_WORKER = 2
 """With a known input length, chunks are made small enough to give each worker this many."""
+BATCH_SHOW_FAILURES = 5
+"""Failing or errored rows the batch summary lists (`--show N`, `show=`)."""
 BATCH_WINDOW_CHUNKS_PER_WORKER = 4
 """Sync mode: chunks read ahead of the oldest unfinished one, per worker (bounds memory)."""
 BATCH_ASYNC_WINDOW_ITEMS = 20_000

@@ -18,6 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fi_evals._constants import (
+    BATCH_SHOW_FAILURES,
     COMPAT_MAX_BATCH_SIZE,
     DEFAULT_BASE_URL,
     DEFAULT_CONNECT_TIMEOUT,
@@ -353,22 +354,32 @@ class Evaluator:
                        item_timeout: float | None = None, deadline: float | None = None,
                        progress: bool = True, journal: str | os.PathLike[str] | None = None,
                        output: str | os.PathLike[str] | None = None,
-                       thresholds: Mapping[str, float] | None = None) -> BatchResult:
+                       thresholds: Mapping[str, float] | None = None,
+                       max_error_rate: float = 0.0, show: int = BATCH_SHOW_FAILURES,
+                       limit: int | None = None) -> BatchResult:
         """Score every item with every eval, in input order and in bounded memory.
 
         A thin entry point to :func:`fi_evals.batch.evaluate_batch`, which documents every
         option in full (task, key mapping, async mode, journal, output, thresholds).
 
         Args:
-            items: a list, generator, DataFrame, mapping of columns, or a JSONL/CSV path.
+            items: a list, generator, DataFrame, mapping of columns, or a path (JSONL, CSV,
+                a JSON array, Parquet; ``"-"`` for stdin).
             evals: eval specs: ``"NAME[:param=value,...]"``, mappings, or ``EvalSpec``s.
+            max_error_rate: share of errored outcomes ``result.passed`` tolerates (0.0).
+            show: failing or errored rows the summary lists.
+            limit: score the first ``limit`` rows only.
 
         Returns:
-            A :class:`~fi_evals.batch.BatchResult` (one outcome per item and eval).
+            A :class:`~fi_evals.batch.BatchResult` (one outcome per item and eval);
+            ``result.passed`` is True only when every outcome is a verdict (within
+            ``max_error_rate``) and every threshold holds.
 
         Raises:
             UnknownTemplateError, InvalidInputError, ValueError, AuthenticationError,
             APIConnectionError, JournalMismatchError: before anything is sent.
+            TemplateUnavailableError: the server cannot run an eval (no judge...).
+            KeyMappingError: a key's field is absent from the first row.
         """
         self._check_open()
         warn_if_in_event_loop("evaluate_batch")
@@ -378,7 +389,8 @@ class Evaluator:
                               is_async=is_async, max_workers=max_workers,
                               chunk_size=chunk_size, item_timeout=item_timeout,
                               deadline=deadline, progress=progress, journal=journal,
-                              output=output, thresholds=thresholds)
+                              output=output, thresholds=thresholds,
+                              max_error_rate=max_error_rate, show=show, limit=limit)
 
     # ------------------------------------------------------------------ async
 

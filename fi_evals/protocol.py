@@ -247,8 +247,12 @@ class BulkStatusEntry(EvalResultPayload):
 class TemplateConfig(_Wire):
     """``config`` of a listed template. ``required_keys`` lists every key the template reads.
 
-    ``input_kinds`` (string or list, per key), ``params`` (JSON schema of ``config.params``)
-    and ``evaluable`` are fi-evals additions; hosted servers may leave them out.
+    ``input_kinds`` (string or list, per key), ``params`` (JSON schema of ``config.params``),
+    ``evaluable`` with ``unavailable_reason`` (PROTOCOL.md B, "Template availability") and
+    ``approximation`` are fi-evals additions; hosted servers leave them out, and a client then
+    assumes the template can run. ``approximation`` is set when this server computes a
+    model-judged template with a local model instead of an LLM judge: it says which, so that a
+    local score is never mistaken for a judge's.
     """
 
     required_keys: list[str]
@@ -259,6 +263,8 @@ class TemplateConfig(_Wire):
     params: dict[str, Any] = Field(default_factory=dict)
     choices: list[str] | None = None
     evaluable: bool = True
+    unavailable_reason: str | None = None
+    approximation: str | None = None
 
 
 class TemplateInfo(_Wire):

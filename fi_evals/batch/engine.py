@@ -472,7 +472,7 @@ class Coordinator:
         task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
         item = BatchItem(chunk.start + pos, dict(chunk.row(pos)), results, task_output,
                          item_verdict(self.s.specs, chunk.results[pos]))  # type: ignore[arg-type]
-        self.stats.items += 1
+        self.stats.note_item(item.index, results)
         if self.writer is not None:
             self.writer.write(item)
         else:

@@ -17,7 +17,13 @@ import threading
 from typing import IO, Any
 
 from fi_evals import _constants as C
-from fi_evals.cli._args import non_negative_int, positive_float, positive_int
+from fi_evals.cli._args import (
+    add_model_options,
+    model_settings,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -92,30 +98,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--drain-timeout", type=positive_float, metavar="SECONDS",
                    default=C.DEFAULT_DRAIN_TIMEOUT,
                    help="seconds to wait for in-flight work on SIGTERM")
-    judge = p.add_argument_group(
-        "model-judged templates (without a judge, the offline models of "
-        "pip install 'fi-evals[models]' compute groundedness, toxicity and a few others)")
-    judge.add_argument("--judge-url", metavar="URL", default=None,
-                       help="OpenAI-compatible base URL of the judge model (POST "
-                            f"URL/chat/completions); default ${C.ENV_JUDGE_BASE_URL}")
-    judge.add_argument("--judge-model", metavar="NAME", default=None,
-                       help="judge model when a request names none; default "
-                            f"${C.ENV_JUDGE_MODEL}")
-    judge.add_argument("--judge-api-key", metavar="KEY", default=None,
-                       help=f"bearer token for the judge; default ${C.ENV_JUDGE_API_KEY}")
-    judge.add_argument("--judge-concurrency", type=positive_int, metavar="N",
-                       default=C.JUDGE_CONCURRENCY, help="judge calls in flight at once")
-    judge.add_argument("--judge-timeout", type=positive_float, metavar="SECONDS",
-                       default=C.JUDGE_TIMEOUT,
-                       help="seconds one evaluation may spend on the judge, retries included")
-    judge.add_argument("--embedding-model", metavar="DIR", default=None,
-                       help="folder with your own sentence encoder for the offline templates "
-                            f"(default ${C.ENV_EMBEDDING_MODEL}, else the bundled "
-                            "all-MiniLM-L6-v2)")
-    judge.add_argument("--embedding-precision", choices=C.EMBEDDING_PRECISIONS, default=None,
-                       help="precision of the offline encoder: int8 is about 1.4x faster, "
-                            "fp32 runs the published weights unchanged (default "
-                            f"${C.ENV_EMBEDDING_PRECISION}, else {C.EMBEDDING_PRECISION})")
+    add_model_options(p)
     knobs = p.add_argument_group("test knobs (off by default, logged loudly when on)")
     knobs.add_argument("--sim-latency-ms", type=non_negative_int, metavar="MS",
                        default=C.DEFAULT_SIM_LATENCY_MS,
@@ -152,13 +135,7 @@ def _config(args: argparse.Namespace) -> Any:
         fault_slow_seconds=args.fault_slow_seconds, fault_seed=args.fault_seed,
         compat=args.compat, drain_timeout=args.drain_timeout, access_log=args.access_log,
         backend=args.backend,
-        judge_url=args.judge_url or os.environ.get(C.ENV_JUDGE_BASE_URL) or None,
-        judge_model=args.judge_model or os.environ.get(C.ENV_JUDGE_MODEL) or None,
-        judge_api_key=args.judge_api_key or os.environ.get(C.ENV_JUDGE_API_KEY) or None,
-        judge_concurrency=args.judge_concurrency, judge_timeout=args.judge_timeout,
-        embedding_model=args.embedding_model or os.environ.get(C.ENV_EMBEDDING_MODEL) or None,
-        embedding_precision=(args.embedding_precision
-                             or os.environ.get(C.ENV_EMBEDDING_PRECISION) or None),
+        **model_settings(args),
     )
 
 

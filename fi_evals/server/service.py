@@ -107,7 +107,10 @@ class EvalService:
     def _template_list(self) -> list[dict[str, Any]]:
         listed = []
         for template in CATALOGUE.values():
-            info = template.to_info(evaluable=template.name in self.registry).model_dump()
+            info = template.to_info(
+                evaluable=template.name in self.registry,
+                unavailable_reason=self.registry.unavailable_reason(template),
+                approximation=self.registry.approximation(template.name)).model_dump()
             if self.compat:  # a hosted-API-shaped listing: no fi-evals additions
                 info["config"] = {k: info["config"][k] for k in _HOSTED_CONFIG_KEYS}
             listed.append(info)

@@ -15,9 +15,10 @@ PUBLIC = [
     "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError",
     "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult", "ConflictError", "EvalFailedError", "EvalHandle",
     "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "IdempotencyError", "InvalidInputError",
-    "ItemError", "LoggedScore", "LoggerStats", "MissingCredentialsError", "NotFoundError", "OverloadedError", "OverflowPolicy",
+    "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError", "NotFoundError", "OverloadedError", "OverflowPolicy",
     "PermissionDeniedError", "PollBackoff", "RateLimitError", "RequestTooLargeError",
-    "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TransportStats", "UnknownTemplateError",
+    "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TemplateUnavailableError", "TransportStats",
+    "UnknownTemplateError",
     "Verdict", "WaitTimeoutError", "__version__", "evaluate",
 ]
 
