@@ -153,6 +153,22 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+def _fail_on(exc: BaseException) -> int:
+    """Exit 2 with the error, and for a server that cannot be reached, what to check."""
+    from fi_evals import APIConnectionError, AuthenticationError
+    from fi_evals.cli._embedded import external_server
+
+    message = str(exc)
+    url = external_server()
+    if url and isinstance(exc, APIConnectionError):
+        message += (f" (is the server at {C.ENV_BASE_URL}={url} running? Unset "
+                    f"{C.ENV_BASE_URL} to use an embedded local server)")
+    elif url and isinstance(exc, AuthenticationError):
+        message += (f" (check {C.ENV_API_KEY} and {C.ENV_SECRET_KEY}: they are the keys of "
+                    f"{url})")
+    return _fail(message)
+
+
 def _load_config(path: str | None) -> dict[str, Any]:
     """The ``--config`` file (JSON or YAML), with its keys checked."""
     if path is None:
@@ -285,7 +301,7 @@ def run_batch(args: argparse.Namespace) -> int:
         return _fail(f"--eval {exc.name} cannot run on this server: {exc.reason}")
     except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError, OSError,
             ImportError) as exc:
-        return _fail(str(exc))
+        return _fail_on(exc)
     except KeyboardInterrupt:  # before or after the batch (during it, the batch handles it)
         return _fail("interrupted", EXIT_FAILED)
     print(render_summary(result, cli=True), flush=True)
@@ -329,7 +345,7 @@ def run_templates(args: argparse.Namespace) -> int:
                      given=given_model_options(args)) as server, Evaluator(**server) as ev:
             templates = ev.list_evaluations()
     except (ServerMissing, ForeignServerOptions, FiEvalsError, ValueError) as exc:
-        return _fail(str(exc))
+        return _fail_on(exc)
     if args.json:
         print(json.dumps(templates, indent=2))
         return EXIT_OK

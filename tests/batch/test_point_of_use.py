@@ -340,3 +340,16 @@ def test_inputs_people_have(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                            capture_output=True, text=True, env=env, timeout=60)
     assert piped.returncode == 0, piped.stderr
     assert "3 items x 1 evals" in piped.stdout and "item 1 (<stdin> line 2)" in piped.stdout
+
+
+def test_no_server_and_wrong_keys_say_what_to_check(qa: Path, live_server: Any,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(C.ENV_BASE_URL, "http://127.0.0.1:9")
+    monkeypatch.setenv(C.ENV_API_KEY, "k")
+    monkeypatch.setenv(C.ENV_SECRET_KEY, "s")
+    code, _, err = _run(capsys, str(qa), "--eval", "is_json", "--map", "text=answer")
+    assert code == 2 and "is the server at FI_BASE_URL=http://127.0.0.1:9 running?" in err
+    monkeypatch.setenv(C.ENV_BASE_URL, live_server.url)
+    code, _, err = _run(capsys, str(qa), "--eval", "is_json", "--map", "text=answer")
+    assert code == 2 and "check FI_API_KEY and FI_SECRET_KEY" in err
