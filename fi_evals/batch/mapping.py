@@ -21,7 +21,7 @@ from typing import Any
 from fi_evals._exceptions import InvalidInputError
 from fi_evals._inputs import TemplateSpec, WireItem, encode_item
 
-__all__ = ["TASK_OUTPUT_FIELD", "build_inputs", "resolve_mapping", "task_fields"]
+__all__ = ["TASK_OUTPUT_FIELD", "build_inputs", "has_field", "resolve_mapping", "task_fields"]
 
 TASK_OUTPUT_FIELD = "output"
 """The field a task's non-mapping return value is known by."""
@@ -61,6 +61,11 @@ def _walk(source: Mapping[str, Any], path: str) -> Any:
             return _MISSING
         node = node[part]
     return node
+
+
+def has_field(source: Mapping[str, Any], path: str) -> bool:
+    """True when ``path`` (a field, or a dotted path into nested mappings) is in ``source``."""
+    return _walk(source, path) is not _MISSING
 
 
 def _lookup(field: str, item: Mapping[str, Any], task: Mapping[str, Any]) -> Any:

@@ -28,6 +28,7 @@ from fi_evals._exceptions import (
 )
 from fi_evals._inputs import TemplateSpec
 from fi_evals._transport import Transport
+from fi_evals.batch.mapping import has_field
 from fi_evals.batch.readers import BadRow
 from fi_evals.batch.specs import EvalSpec
 
@@ -83,16 +84,9 @@ def closest_field(field: str, fields: Sequence[str]) -> str | None:
 
 
 def _present(row: Row, field: str) -> bool:
-    if field in row:
-        return True
-    if field.startswith("item."):
+    if field.startswith("item.") and field not in row:
         field = field[len("item."):]
-    node: Any = row
-    for part in field.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return has_field(row, field)
 
 
 def _explicit_keys(spec: EvalSpec, key_mapping: Mapping[str, Any] | None) -> set[str]:
