@@ -243,3 +243,26 @@ EMBEDDING_MAX_TOKENS = 256
 SEMANTIC_MATCH_THRESHOLD = 0.5
 """Default ``similarity_threshold`` of ``semantic_list_contains`` (phrase vs the best span of
 the output: verbatim words score ~0.9-1, paraphrases ~0.5-0.8, unrelated phrases < 0.4)."""
+
+# --- Run store, viewer, diff (fi_evals/runs/) ---
+ENV_HOME = "FI_EVALS_HOME"
+"""Folder of fi-evals' local state; runs are kept in its ``runs`` subfolder."""
+HOME_DIR = ".fi-evals"
+"""Default of ``FI_EVALS_HOME``: relative to the working directory, like a project's ``.git``."""
+RUNS_SUBDIR = "runs"
+RUNS_COMMIT_ROWS = 2_000
+"""Rows the run store buffers before one SQLite transaction (also commits at least every
+``RUNS_COMMIT_SECONDS``, so a viewer of a running run sees it grow)."""
+RUNS_COMMIT_SECONDS = 1.0
+RUNS_HISTOGRAM_BINS = 10
+"""Bins of the score distribution kept per eval (over 0..1; outliers go to the end bins)."""
+VIEW_PAGE_SIZE = 50
+"""Rows per page of the viewer's row table."""
+VIEW_MAX_PAGE_SIZE = 500
+VIEW_TEXT_COUNT_CAP = 10_000
+"""A text search counts its matches up to this many (then says "10,000+"): counting every
+match of a 1,000,000-row run would scan it all for each keystroke."""
+VIEW_EXPORT_ROWS = 1_000
+"""Rows a ``fi-evals view --export`` HTML file embeds per run (errored and failing first)."""
+DIFF_SHOW = 10
+"""Regressed and fixed rows ``fi-evals diff`` lists (``--show N``)."""

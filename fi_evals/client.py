@@ -356,7 +356,10 @@ class Evaluator:
                        output: str | os.PathLike[str] | None = None,
                        thresholds: Mapping[str, float] | None = None,
                        max_error_rate: float = 0.0, show: int = BATCH_SHOW_FAILURES,
-                       limit: int | None = None) -> BatchResult:
+                       limit: int | None = None, run_name: str | None = None,
+                       runs_dir: str | os.PathLike[str] | None = None,
+                       save: bool | None = None, junit: str | os.PathLike[str] | None = None,
+                       summary_md: str | os.PathLike[str] | None = None) -> BatchResult:
         """Score every item with every eval, in input order and in bounded memory.
 
         A thin entry point to :func:`fi_evals.batch.evaluate_batch`, which documents every
@@ -369,6 +372,9 @@ class Evaluator:
             max_error_rate: share of errored outcomes ``result.passed`` tolerates (0.0).
             show: failing or errored rows the summary lists.
             limit: score the first ``limit`` rows only.
+            run_name, runs_dir, save: keep the run in the run store (``fi-evals view``);
+                kept when ``run_name`` or ``runs_dir`` is given, or ``save=True``.
+            junit, summary_md: also write a JUnit XML report / a Markdown summary there.
 
         Returns:
             A :class:`~fi_evals.batch.BatchResult` (one outcome per item and eval);
@@ -390,7 +396,9 @@ class Evaluator:
                               chunk_size=chunk_size, item_timeout=item_timeout,
                               deadline=deadline, progress=progress, journal=journal,
                               output=output, thresholds=thresholds,
-                              max_error_rate=max_error_rate, show=show, limit=limit)
+                              max_error_rate=max_error_rate, show=show, limit=limit,
+                              run_name=run_name, runs_dir=runs_dir, save=save, junit=junit,
+                              summary_md=summary_md)
 
     # ------------------------------------------------------------------ async
 

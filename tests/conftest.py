@@ -12,16 +12,32 @@ Areas add their own fixtures in ``tests/<area>/conftest.py``; helpers live in ``
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fi_evals._constants import ENV_HOME
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.runner import RunningServer, start_server
 
 _STOP_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _runs_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every ``fi-evals run`` keeps its run (``FI_EVALS_HOME/runs``, else ``.fi-evals/runs`` in
+    the working directory): during the tests, in a temporary home, subprocesses included."""
+    home = tmp_path_factory.mktemp("fi-evals-home")
+    before = os.environ.get(ENV_HOME)
+    os.environ[ENV_HOME] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop(ENV_HOME, None)
+    else:
+        os.environ[ENV_HOME] = before
 
 
 @pytest.fixture(scope="session")

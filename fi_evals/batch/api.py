@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import os
+import platform
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
+from urllib.parse import urlsplit
 
 from fi_evals._constants import (
     BATCH_ASYNC_CHUNK_SIZE,
@@ -25,10 +29,11 @@ from fi_evals._constants import (
     COMPAT_MAX_BATCH_SIZE,
 )
 from fi_evals._transport import Transport
+from fi_evals._version import __version__
 from fi_evals.batch.engine import Coordinator, Settings
 from fi_evals.batch.journal import Journal
 from fi_evals.batch.mapping import resolve_mapping
-from fi_evals.batch.output import ItemWriter, open_writer
+from fi_evals.batch.output import ItemWriter, TeeWriter, open_writer
 from fi_evals.batch.preflight import check_available, check_first_row
 from fi_evals.batch.progress import Progress
 from fi_evals.batch.readers import ItemSource, estimate_length, iter_items, source_length
@@ -38,6 +43,8 @@ from fi_evals.protocol import Capabilities
 
 if TYPE_CHECKING:
     from fi_evals.client import Evaluator
+    from fi_evals.runs.store import RunStore
+    from fi_evals.runs.writer import RunWriter
 
 __all__ = ["KeyMapping", "evaluate_batch"]
 
@@ -106,7 +113,10 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                    output: PathLike | None = None,
                    thresholds: Mapping[str, float] | None = None,
                    max_error_rate: float = 0.0, show: int = BATCH_SHOW_FAILURES,
-                   limit: int | None = None) -> BatchResult:
+                   limit: int | None = None, run_name: str | None = None,
+                   runs_dir: PathLike | None = None, save: bool | None = None,
+                   junit: PathLike | None = None,
+                   summary_md: PathLike | None = None) -> BatchResult:
     """Score every item with every eval, in bounded memory; see ``Evaluator.evaluate_batch``.
 
     Args:
@@ -132,11 +142,21 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             ``BatchResult.passed`` stays True; 0.0 (the default): any error fails the batch.
         show: how many failing or errored rows the summary lists (0: none).
         limit: score the first ``limit`` rows only (None: all).
+        run_name: keep this run in the run store under this name (see
+            :mod:`fi_evals.runs.store`; ``fi-evals view NAME`` shows it).
+        runs_dir: the run store's folder (default ``$FI_EVALS_HOME/runs``, else
+            ``.fi-evals/runs``); giving it keeps the run too.
+        save: keep the run (True), never (False); None (the default) keeps it only when
+            ``run_name`` or ``runs_dir`` is given. A kept run streams its rows to the store
+            as they finish: without ``output=``, the result reads its items back from there
+            instead of holding them in memory.
+        junit: also write a JUnit XML report here (``BatchResult.to_junit``).
+        summary_md: also write a Markdown summary here (``BatchResult.to_markdown``).
 
     Returns:
         A :class:`BatchResult`: items in input order, stats, threshold checks, and
         ``passed``: True only when the batch finished, its error rate is within
-        ``max_error_rate`` and every threshold holds.
+        ``max_error_rate`` and every threshold holds; ``run`` is the kept run, if any.
 
     Raises:
         UnknownTemplateError, InvalidInputError, ValueError: bad specs, parameters, key
@@ -161,6 +181,13 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         raise ValueError(f"show must be 0 or more, not {show!r}")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit!r}")
+    store = _run_store(save, run_name, runs_dir)
+    for name, path in (("junit", junit), ("summary_md", summary_md)):
+        _check_report_path(name, path)
+    if (junit is not None and store is None and output is not None
+            and Path(output).suffix.lower() == ".csv"):
+        raise ValueError("junit needs the rows back after the batch: a .csv output cannot give "
+                         "them; stream to .jsonl, or keep the run (run_name=...)")
     started = time.monotonic()
     specs = resolve_specs(evals, server_templates=transport.templates)
     mappings = _mappings(key_mapping, specs)
@@ -172,6 +199,7 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
     n_items = source_length(items, limit)
     opened_journal = Journal(journal) if journal is not None else None
     writer: ItemWriter | None = None
+    run: RunWriter | None = None
     bar: Progress | None = None
     try:
         size = _chunk_size(chunk_size, opened_journal, is_async, n_items, workers, max_batch)
@@ -192,17 +220,127 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         coordinator.stats.failures.limit = show
         coordinator.stats.failures.describe = source.describe
         parsed = parse_thresholds(thresholds, coordinator.stats.templates)
+        if store is not None:
+            run = _start_run(store, run_name, specs, mappings, approximations, transport,
+                             caps, config={
+                                 "data": _describe_source(items), "task": _task_name(task),
+                                 "evals": [s.to_dict() for s, _ in specs],
+                                 "key_mapping": dict(key_mapping or {}),
+                                 "thresholds": dict(thresholds or {}), "is_async": is_async,
+                                 "max_workers": workers, "chunk_size": size,
+                                 "item_timeout": item_timeout, "deadline": deadline,
+                                 "limit": limit, "max_error_rate": max_error_rate,
+                                 "show": show, "journal": _text(journal),
+                                 "output": _text(output)})
+            # Created once the thresholds parsed (a mistake leaves no run behind); the store
+            # keeps the items, so the result reads them back from it: memory stays flat.
+            coordinator.writer = run if writer is None else TeeWriter([writer, run])
+            coordinator.items = None
         coordinator.run(rows)
+    except BaseException as exc:
+        if run is not None:
+            run.abandon(f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         if writer is not None:
             writer.close()
+        if run is not None:
+            run.close()
         if bar is not None:
             bar.close()
         if opened_journal is not None:
             opened_journal.close()
     checks = check_thresholds(parsed, coordinator.stats.templates,
                               complete=coordinator.stopped is None)
-    return BatchResult([s for s, _ in specs], coordinator.stats, items=coordinator.items,
-                       output=output, stopped=coordinator.stopped, checks=checks,
-                       input_error=coordinator.input_error, max_error_rate=max_error_rate,
-                       approximations=approximations)
+    result = BatchResult([s for s, _ in specs], coordinator.stats, items=coordinator.items,
+                         output=output, stopped=coordinator.stopped, checks=checks,
+                         input_error=coordinator.input_error, max_error_rate=max_error_rate,
+                         approximations=approximations)
+    if run is not None:
+        run.finish(result)
+        from fi_evals.runs.run import Run
+
+        result.run = Run(run.folder)
+    if junit is not None:
+        result.to_junit(junit)
+    if summary_md is not None:
+        Path(summary_md).write_text(result.to_markdown(), "utf-8")
+    return result
+
+
+# --------------------------------------------------------------------------- the run store
+
+
+def _run_store(save: bool | None, run_name: str | None,
+               runs_dir: PathLike | None) -> RunStore | None:
+    """The store this batch is kept in, or None; a bad name raises before anything is sent."""
+    if save is False:
+        if run_name is not None:
+            raise ValueError("run_name names a kept run, and save=False keeps none: drop one")
+        return None
+    if save is None and run_name is None and runs_dir is None:
+        return None
+    from fi_evals.runs.store import RunStore, check_name
+
+    if run_name is not None:
+        check_name(run_name)
+    return RunStore(runs_dir)
+
+
+def _check_report_path(name: str, path: PathLike | None) -> None:
+    if path is None:
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise ValueError(f"{name}: the folder {str(folder)!r} of {os.fspath(path)!r} does not "
+                         f"exist")
+
+
+def _text(value: PathLike | None) -> str | None:
+    return None if value is None else os.fspath(value)
+
+
+def _describe_source(items: ItemSource) -> str:
+    """The data source as the run store records it (a path, stdin, or the kind of object)."""
+    if isinstance(items, (str, os.PathLike)):
+        text = os.fspath(items)
+        return "stdin" if text == "-" else str(Path(text).resolve())
+    kind = type(items).__name__
+    try:
+        return f"{kind} of {len(items):,} rows"  # type: ignore[arg-type]
+    except TypeError:
+        return kind
+
+
+def _task_name(task: Callable[..., Any] | None) -> str | None:
+    if task is None:
+        return None
+    name = getattr(task, "__qualname__", None) or type(task).__qualname__
+    return f"{getattr(task, '__module__', '?')}.{name}"
+
+
+def _start_run(store: RunStore, name: str | None, specs: list[tuple[EvalSpec, Any]],
+               mappings: list[dict[str, str]], approximations: Mapping[str, str],
+               transport: Transport, caps: Capabilities | None,
+               config: dict[str, Any]) -> RunWriter:
+    from fi_evals.runs.schema import key_fields
+    from fi_evals.runs.store import RECORDED_COMMAND
+
+    evals = [{"label": spec.label or spec.name, "template": spec.name,
+              "output_type": template.output_type, "pass_threshold": spec.score_threshold,
+              "approximation": approximations.get(spec.label or spec.name)}
+             for spec, template in specs]
+    url = urlsplit(transport.base_url)
+    host = url.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    shown = url._replace(netloc=host + (f":{url.port}" if url.port else "")).geturl()
+    config["command"] = RECORDED_COMMAND.get()
+    return store.create(name=name, evals=evals, key_excluded=key_fields(mappings),
+                        config=config, extra={
+                            "versions": {"fi_evals": __version__,
+                                         "python": platform.python_version(),
+                                         "sqlite": sqlite3.sqlite_version,
+                                         "platform": platform.platform(terse=True)},
+                            "server": {"url": shown,  # no credentials, if the URL had any
+                                       "protocol": caps.protocol if caps else None,
+                                       "max_batch_size": caps.max_batch_size if caps else None}})

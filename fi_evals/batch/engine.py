@@ -42,7 +42,7 @@ from fi_evals.batch.errors import (
     item_error,
 )
 from fi_evals.batch.journal import Journal, JournalEntry, default_task_dump
-from fi_evals.batch.output import BatchItem, ItemWriter
+from fi_evals.batch.output import BatchItem, ItemSink
 from fi_evals.batch.plan import (
     ChunkState,
     Request,
@@ -63,7 +63,7 @@ class Coordinator:
     """Runs one batch; see the module docs. Use once: ``Coordinator(...).run(rows)``."""
 
     def __init__(self, settings: Settings, transport: Transport, pool: Executor, *,
-                 journal: Journal | None, writer: ItemWriter | None,
+                 journal: Journal | None, writer: ItemSink | None,
                  progress: Progress) -> None:
         self.s = settings
         self.transport = transport

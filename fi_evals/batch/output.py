@@ -15,12 +15,12 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from fi_evals._exceptions import ItemError
 from fi_evals.results import EvalResult
 
-__all__ = ["BatchItem", "ItemWriter", "open_writer", "read_jsonl"]
+__all__ = ["BatchItem", "ItemSink", "ItemWriter", "TeeWriter", "open_writer", "read_jsonl"]
 
 _RESULT_FIELDS = ("name", "output", "reason", "runtime", "output_type", "eval_id", "status")
 
@@ -90,6 +90,33 @@ def _result_dict(result: EvalResult) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- writers
+
+
+class ItemSink(Protocol):
+    """Where the engine emits finished items, in input order: an output file, the run store
+    (:class:`fi_evals.runs.RunWriter`), or both through a :class:`TeeWriter`."""
+
+    def write(self, item: BatchItem) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TeeWriter:
+    """Emits every item to several sinks (``output=`` and the run store), in order."""
+
+    def __init__(self, sinks: Sequence[ItemSink]) -> None:
+        self.sinks = list(sinks)
+
+    def write(self, item: BatchItem) -> None:
+        for sink in self.sinks:
+            sink.write(item)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def __repr__(self) -> str:
+        return f"<TeeWriter {self.sinks!r}>"
 
 
 class ItemWriter:

@@ -15,13 +15,16 @@ import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fi_evals._constants import BATCH_THRESHOLD_MIN_COVERAGE
 from fi_evals._extras import require
 from fi_evals.batch.output import BatchItem, open_writer, read_jsonl
 from fi_evals.batch.specs import EvalSpec
 from fi_evals.batch.stats import BatchStats, FailingOutcome, TemplateStats
+
+if TYPE_CHECKING:
+    from fi_evals.runs.run import Run
 
 __all__ = ["BatchResult", "ThresholdCheck", "check_thresholds", "parse_thresholds"]
 
@@ -116,6 +119,9 @@ class BatchResult:
         max_error_rate: the share of errored outcomes that ``passed`` tolerates.
         approximations: label -> what stands in for the LLM judge, for the evals the server
             computed with a local approximation (marked in the summary).
+        run: the run as kept in the run store (:class:`fi_evals.runs.Run`), or None when it
+            was not kept (``run_name=``, ``runs_dir=``, ``save=``; ``fi-evals run`` keeps
+            every run unless ``--no-save``).
     """
 
     def __init__(self, specs: list[EvalSpec], stats: BatchStats, *,
@@ -131,6 +137,7 @@ class BatchResult:
         self.checks = checks
         self.max_error_rate = max_error_rate
         self.approximations = dict(approximations or {})
+        self.run: Run | None = None
         self._items = items
 
     # ------------------------------------------------------------------ status
@@ -181,6 +188,8 @@ class BatchResult:
             return iter(self._items)
         if self.output is not None and self.output.suffix.lower() in (".jsonl", ".ndjson"):
             return read_jsonl(self.output)
+        if self.run is not None:
+            return self.run.iter_items()
         raise ValueError("the items were streamed to a CSV file and not kept: read "
                          f"{self.output} (or stream to a .jsonl output to iterate them)")
 
@@ -188,9 +197,14 @@ class BatchResult:
         return self.stats.items
 
     def __getitem__(self, index: int) -> BatchItem:
-        if self._items is None:
-            raise TypeError("the items were streamed to the output file: iterate the result")
-        return self._items[index]
+        if self._items is not None:
+            return self._items[index]
+        if self.run is not None:  # read back from the run store, one row
+            position = index + len(self) if index < 0 else index
+            if not 0 <= position < len(self):
+                raise IndexError(f"item {index} out of range ({len(self)} items)")
+            return self.run.item(position)
+        raise TypeError("the items were streamed to the output file: iterate the result")
 
     def passing_items(self) -> list[BatchItem]:
         """Items whose every outcome is a verdict and every graded verdict passes."""
@@ -229,6 +243,27 @@ class BatchResult:
         finally:
             writer.close()
         return target
+
+    def to_junit(self, path: str | os.PathLike[str]) -> Path:
+        """Write a JUnit XML report: a test case per row and eval (a failing verdict is a
+        failure with its reason, an error an error), and one per threshold; returns the path.
+        See :mod:`fi_evals.batch.formats`."""
+        from fi_evals.batch.formats import write_junit
+
+        return write_junit(self, path)
+
+    def to_markdown(self) -> str:
+        """A Markdown summary (verdict, table, thresholds, first failing and errored rows)
+        for a pull-request comment or ``$GITHUB_STEP_SUMMARY``."""
+        from fi_evals.batch.formats import render_markdown
+
+        return render_markdown(self)
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the summary table and the first failing rows."""
+        from fi_evals.batch.formats import render_html
+
+        return render_html(self)
 
     def to_dataframe(self) -> Any:
         """One row per item: its fields, then ``LABEL.output``/``.status``/``.error``...

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from fi_evals._constants import BATCH_LATENCY_RESERVOIR, OUTPUT_FAILED, OUTPUT_PASSED
@@ -173,9 +173,23 @@ class TemplateStats:
         self.score_sum += score
         self.score_count += 1
         self.graded += 1
-        is_score = self.output_type in _SCORE_TYPES
-        if (score >= self.pass_threshold) if is_score else (score == 1.0):
+        if self.grade(output):
             self.passed += 1
+
+    def grade(self, output: Any) -> bool | None:
+        """Whether the verdict ``output`` passes this spec: a "Passed" (or true) output, or a
+        score at or above ``pass_threshold``; None when it has no pass/fail meaning (choices).
+        The one rule behind ``passed``, the run store's verdicts and the CI formats."""
+        score = self._score(output)
+        if score is None:
+            return None
+        if self.output_type in _SCORE_TYPES:
+            return score >= self.pass_threshold
+        return score == 1.0
+
+    def score(self, output: Any) -> float | None:
+        """``output`` as a number (a "Passed" verdict is 1, "Failed" 0), or None (choices)."""
+        return self._score(output)
 
     def verdict(self, output: Any) -> str | None:
         """How ``output`` fails this spec (``Failed``, ``score 0.31 < 0.5``), None if it passes

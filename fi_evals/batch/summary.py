@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fi_evals.batch.result import BatchResult
-    from fi_evals.batch.stats import FailingOutcome
-    from fi_evals.batch.stats import TemplateStats
+    from fi_evals.batch.stats import FailingOutcome, TemplateStats
+    from fi_evals.runs.run import Run
 
 __all__ = ["render_summary"]
 
@@ -90,6 +90,16 @@ def _verdict_line(result: BatchResult, cli: bool) -> str:
     return f"{head}: {text}"
 
 
+def _run_line(run: Run, cli: bool) -> str:
+    if not cli:
+        return f"run: {run.id} ({run.folder})"
+    from fi_evals.runs.store import default_runs_dir
+
+    in_default = run.folder.parent.resolve() == default_runs_dir().resolve()
+    ref = run.id if in_default else str(run.folder)
+    return f"run: {run.id}  (fi-evals view {ref})"
+
+
 def render_summary(result: BatchResult, *, cli: bool = False) -> str:
     """The summary table of ``result`` as text.
 
@@ -128,6 +138,8 @@ def render_summary(result: BatchResult, *, cli: bool = False) -> str:
                  f"  {conc}{resumed}".rstrip())
     if result.output is not None:
         lines.append(f"output: {result.output}")
+    if result.run is not None:
+        lines.append(_run_line(result.run, cli))
     if result.checks:
         verdict = "PASS" if all(c.passed for c in result.checks) else "FAIL"
         lines.append(f"thresholds: {verdict}")

@@ -20,6 +20,9 @@ SUBCOMMANDS = {
     "templates": "run",
     "result": "run",
     "worker": "worker",
+    "runs": "runs",
+    "view": "runs",
+    "diff": "runs",
 }
 
 EXIT_USAGE = 2

@@ -42,7 +42,8 @@ EXIT_USAGE = 2
 
 _CONFIG_KEYS = frozenset({"evals", "map", "thresholds", "async", "workers", "chunk_size",
                           "item_timeout", "deadline", "journal", "output", "max_error_rate",
-                          "show", "limit", *MODEL_OPTIONS})
+                          "show", "limit", "run_name", "runs_dir", "save", "junit",
+                          "summary_md", *MODEL_OPTIONS})
 
 _RUN_EPILOG = """examples:
   fi-evals run answers.jsonl --eval is_json --map text=tool_call
@@ -53,6 +54,12 @@ _RUN_EPILOG = """examples:
       --judge-url http://localhost:11434/v1 --judge-model llama3.1
   fi-evals run big.jsonl --config evals.yaml --async --journal big.journal   # rerun to resume
   cat rows.jsonl | fi-evals run - --eval is_json --map text=answer --limit 100
+  fi-evals run answers.jsonl --config evals.yaml --name main --junit report.xml \\
+      --summary-md "$GITHUB_STEP_SUMMARY"      # then: fi-evals view main; fi-evals diff main latest
+
+Every run is kept in the run store (.fi-evals/runs, $FI_EVALS_HOME/runs or --runs-dir;
+--no-save to skip): `fi-evals runs` lists them, `fi-evals view` shows them in the browser,
+`fi-evals diff BASE NEW` compares two row by row.
 
 --map KEY=FIELD applies to every eval that reads KEY; --map LABEL.KEY=FIELD to one eval.
 Mapping the same KEY twice without a LABEL is an error (it would silently apply to all).
@@ -60,7 +67,8 @@ Mapping the same KEY twice without a LABEL is an error (it would silently apply 
 --config FILE (.json, .yaml or .yml) holds any of: "evals" (a list of "NAME[:p=v]" strings
 or {"eval", "params", "label", "map", "pass_threshold"} objects), "map", "thresholds",
 "async", "workers", "chunk_size", "item_timeout", "deadline", "journal", "output",
-"max_error_rate", "show", "limit", and the judge options ("judge_url", "judge_model",
+"max_error_rate", "show", "limit", "run_name", "runs_dir", "save", "junit", "summary_md",
+and the judge options ("judge_url", "judge_model",
 "judge_api_key", "judge_concurrency", "judge_timeout", "embedding_model",
 "embedding_precision"); keys starting with "_" are comments. Flags add to it and win.
 """
@@ -112,6 +120,22 @@ def add_parser(subparsers: Any) -> None:
                         f"{C.BATCH_SHOW_FAILURES}; 0: none)")
     p.add_argument("--limit", type=positive_int, metavar="N", help="score the first N rows only")
     p.add_argument("--stats-json", metavar="PATH", help="also write the stats as JSON")
+    kept = p.add_argument_group(
+        "the run store and CI reports",
+        "Every run is kept (config, evals, every row's outcomes, stats) for `fi-evals runs`,\n"
+        "`fi-evals view` and `fi-evals diff`.")
+    kept.add_argument("--run-name", "--name", dest="run_name", metavar="NAME",
+                      help="name the kept run (default: a sortable id only); a name may be "
+                           "reused: it then means the newest run of that name")
+    kept.add_argument("--runs-dir", metavar="DIR",
+                      help=f"where runs are kept (default ${C.ENV_HOME}/{C.RUNS_SUBDIR}, else "
+                           f"{C.HOME_DIR}/{C.RUNS_SUBDIR})")
+    kept.add_argument("--no-save", dest="save", action="store_false", default=None,
+                      help="do not keep this run")
+    kept.add_argument("--junit", metavar="PATH",
+                      help="also write a JUnit XML report (a test case per row and eval)")
+    kept.add_argument("--summary-md", metavar="PATH",
+                      help="also write a Markdown summary (a PR comment, $GITHUB_STEP_SUMMARY)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     _state_option(p)
@@ -264,7 +288,23 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         "show": int(pick(args.show, "show", C.BATCH_SHOW_FAILURES)),
         "limit": pick(args.limit, "limit"),
         "progress": args.progress,
+        **_store_options(args, config),
+        "junit": pick(args.junit, "junit"),
+        "summary_md": pick(args.summary_md, "summary_md"),
     }, config
+
+
+def _store_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """The run store's options: the CLI keeps every run unless ``--no-save`` (or
+    ``save: false`` in the config) says otherwise, and then ignores the run's name."""
+    save = args.save if args.save is not None else config.get("save", True)
+    if not isinstance(save, bool):
+        raise ValueError(f"save: expected true or false, not {save!r}")
+    if not save:
+        return {"save": False, "run_name": None, "runs_dir": None}
+    name = args.run_name if args.run_name is not None else config.get("run_name")
+    return {"save": True, "run_name": None if name is None else str(name),
+            "runs_dir": args.runs_dir if args.runs_dir is not None else config.get("runs_dir")}
 
 
 # --------------------------------------------------------------------------- commands
@@ -290,6 +330,9 @@ def run_batch(args: argparse.Namespace) -> int:
     evals = options.pop("evals")
     workers = options["max_workers"] or C.DEFAULT_MAX_WORKERS
     state = args.state or (f"{options['journal']}.server" if options["journal"] else None)
+    from fi_evals.runs.store import RECORDED_COMMAND
+
+    RECORDED_COMMAND.set(shlex.join(["fi-evals", *sys.argv[1:]]))
     try:
         with connect(state, models=model_settings(args, config),
                      given=given_model_options(args, config)) as server, \
