@@ -26,10 +26,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	env -u FI_BASE_URL $(VENV)/bin/fi-evals run cookbooks/data/demo.jsonl --config cookbooks/demo.json
 
-# Services the tests start themselves (tests/scaleout runs a real redis-server on loopback).
+# Services the tests start themselves (tests/scaleout runs a real redis-server on loopback), and
+# the browser tests/runs drives with Playwright (Debian's chromium: no browser is downloaded).
 services:
 	@command -v redis-server >/dev/null || \
 		(export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@test -x /usr/bin/chromium || \
+		(export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 test: $(STAMP) services
 	$(PY) -m pytest

@@ -199,7 +199,7 @@ def _key_sql(base: Run, new: Run, key: str | None,
     """The SQL expression of a row's key, its arguments, and the fields the hash leaves out."""
     if key:
         # A field named "a.b" is read as such first, else as the path a -> b.
-        return ("coalesce(json_quote(json_extract(item, ?)), json_quote(json_extract(item, ?)))",
+        return ("json_quote(coalesce(json_extract(item, ?), json_extract(item, ?)))",
                 [f'$."{key}"', _json_path(key)], [])
     left_base = list(base.meta.get("key_excluded") or [])
     left_new = list(new.meta.get("key_excluded") or [])
