@@ -124,6 +124,38 @@ HEADER_RATELIMIT_RESET = "X-RateLimit-Reset"
 SERVING_LINE_PREFIX = "fi-evals serving on "
 """`fi-evals serve` prints this plus the base URL on stdout once it accepts connections."""
 
+# --- Reference server: limits at the door (fi_evals/server/limits.py); each is a 4xx ---
+DEFAULT_MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays/objects in any request body (a new-eval body needs 3 plus its
+schema parameter); deeper bodies are a 400 before anything recursive touches them."""
+DEFAULT_MAX_SCHEMA_DEPTH = 32
+"""Deepest nesting of arrays/objects in a ``json_schema`` template's ``schema`` parameter
+(each level costs jsonschema about five stack frames when it checks the schema)."""
+DEFAULT_MAX_PATTERN_LENGTH = 10_000
+"""Longest regular expression, in characters, in a ``regex`` pattern or a JSON schema's
+``pattern``/``patternProperties`` (the regex evaluator has its own ``REGEX_MAX_PATTERN_LENGTH``)."""
+DEFAULT_MAX_PATTERN_NESTING = 32
+"""Deepest nesting of groups in such a pattern (the compilers recurse per group)."""
+DEFAULT_MAX_PATTERN_EXPANSION = 100_000
+"""Compile budget of such a pattern: the sum over its atoms of the product of the minimum
+counts of the fixed repeats around them. ``regex`` unrolls nested counted repeats at compile
+time (``(?:a{1000}){1000}`` takes ~260 MB), so the product is what memory scales with; 100,000
+is ~35 MB."""
+DEFAULT_MAX_QUADRATIC_INPUT_CHARS = 100_000
+"""Longest input string, in characters, of a template whose cost grows with the product of its
+input lengths (:data:`QUADRATIC_TEMPLATES`): two 100,000-character texts take fuzzy_match ~0.3 s
+and levenshtein_similarity ~0.45 s, within an isolated item's time limit; two 1 MiB texts took
+fuzzy_match 39 s."""
+QUADRATIC_TEMPLATES = frozenset({"fuzzy_match", "levenshtein_similarity", "rouge_score"})
+"""Templates whose time grows with len(a) * len(b) (edit distances, longest common
+subsequence)."""
+DEFAULT_MAX_STATUS_ANSWER_MB = 16.0
+"""Size in MiB past which a bulk-status answer stops adding entries (at least one is always
+answered); clients ask again for the ids left out, as PROTOCOL.md's poller does."""
+DEFAULT_REQUEST_READ_TIMEOUT = 30.0
+"""Seconds a request's headers and body may take to arrive (from its first byte); past it the
+server answers 408 and closes the connection."""
+
 # --- Deterministic evaluators (fi_evals/server/evaluators/deterministic.py) ---
 OUTPUT_PASSED = "Passed"
 OUTPUT_FAILED = "Failed"

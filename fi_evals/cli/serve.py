@@ -98,6 +98,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--drain-timeout", type=positive_float, metavar="SECONDS",
                    default=C.DEFAULT_DRAIN_TIMEOUT,
                    help="seconds to wait for in-flight work on SIGTERM")
+    _add_limit_options(p)
     add_model_options(p)
     knobs = p.add_argument_group("test knobs (off by default, logged loudly when on)")
     knobs.add_argument("--sim-latency-ms", type=non_negative_int, metavar="MS",
@@ -118,6 +119,48 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    limits = p.add_argument_group(
+        "limits (a request over one gets a 4xx naming it; see docs/server-limits.md)")
+    limits.add_argument("--read-timeout", type=positive_float, metavar="SECONDS",
+                        default=C.DEFAULT_REQUEST_READ_TIMEOUT,
+                        help="a request's headers and body must arrive within this many "
+                             "seconds of its first byte (else 408)")
+    limits.add_argument("--max-json-depth", type=positive_int, metavar="N",
+                        default=C.DEFAULT_MAX_JSON_DEPTH,
+                        help="deepest nesting of arrays/objects in a request body")
+    limits.add_argument("--max-schema-depth", type=positive_int, metavar="N",
+                        default=C.DEFAULT_MAX_SCHEMA_DEPTH,
+                        help="deepest nesting of the json_schema template's schema")
+    limits.add_argument("--max-pattern-length", type=positive_int, metavar="CHARS",
+                        default=C.DEFAULT_MAX_PATTERN_LENGTH,
+                        help="longest regular expression (regex pattern, a schema's pattern)")
+    limits.add_argument("--max-pattern-nesting", type=positive_int, metavar="N",
+                        default=C.DEFAULT_MAX_PATTERN_NESTING,
+                        help="deepest group nesting of a regular expression")
+    limits.add_argument("--max-pattern-expansion", type=positive_int, metavar="N",
+                        default=C.DEFAULT_MAX_PATTERN_EXPANSION,
+                        help="compile budget of a regular expression: atoms times the counts "
+                             "of the fixed repeats around them, e.g. (?:a{1000}){1000} is "
+                             "1,000,000")
+    quadratic = ", ".join(sorted(C.QUADRATIC_TEMPLATES))
+    limits.add_argument("--max-quadratic-input-chars", type=positive_int, metavar="CHARS",
+                        default=C.DEFAULT_MAX_QUADRATIC_INPUT_CHARS,
+                        help=f"longest input string of {quadratic} (their cost grows with "
+                             "the product of the input lengths)")
+    limits.add_argument("--max-status-answer-mb", type=positive_float, metavar="MB",
+                        default=C.DEFAULT_MAX_STATUS_ANSWER_MB,
+                        help="a bulk-status answer stops adding entries past this size; "
+                             "clients ask again for the rest")
+
+
+def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("read_timeout", "max_json_depth", "max_schema_depth", "max_pattern_length",
+             "max_pattern_nesting", "max_pattern_expansion", "max_quadratic_input_chars",
+             "max_status_answer_mb")
+    return {name: getattr(args, name) for name in names}
+
+
 def _config(args: argparse.Namespace) -> Any:
     from fi_evals.server.config import ServerConfig
 
@@ -135,6 +178,7 @@ def _config(args: argparse.Namespace) -> Any:
         fault_slow_seconds=args.fault_slow_seconds, fault_seed=args.fault_seed,
         compat=args.compat, drain_timeout=args.drain_timeout, access_log=args.access_log,
         backend=args.backend,
+        **_limit_settings(args),
         **model_settings(args),
     )
 

@@ -1,15 +1,20 @@
 """The HTTP layer of the reference server: thin FastAPI routes over :class:`EvalService`.
 
 It knows nothing of SQLite or threads: storage and background work are behind the
-``JobStore``/``Executor`` interfaces that ``application.py`` wires in. Routes are plain ``def``
-so that they run in the thread pool: a slow evaluation (``--sim-latency-ms``) never blocks the
-event loop. The request body is read by the gateway, so ``raw_body`` costs nothing.
+``JobStore``/``Executor`` interfaces that ``application.py`` wires in. The API routes are plain
+``def`` so that they run in the thread pool: a slow evaluation (``--sim-latency-ms``) never
+blocks the event loop. ``/healthcheck/`` and ``/metrics`` never wait behind them: the health
+answer is ``async`` (no thread at all) and ``/metrics`` renders on threads of its own
+(``_METRICS_THREADS``), not on the pool's 40 shared by the evaluations. The request body is
+read by the gateway, so ``raw_body`` costs nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
@@ -37,6 +42,7 @@ __all__ = ["build_fastapi"]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope} for status in (400, 401, 413, 429, 503)}
 _HEALTH_BODY = b'{"status":true,"result":"ok"}'
+_METRICS_THREADS = 2  # scrapes rendered at once (a store's queue depth may be a network call)
 
 
 async def raw_body(request: Request) -> bytes:
@@ -95,12 +101,17 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
         return _respond(service.templates())
 
     @app.get(C.PATH_HEALTH, summary="Health (no authentication)")
-    def health() -> Response:
+    async def health() -> Response:
         return Response(_HEALTH_BODY, media_type="application/json")
 
+    limiter: list[CapacityLimiter] = []  # made on first use, inside the server's event loop
+
     @app.get(C.PATH_METRICS, summary="Prometheus metrics (no authentication)")
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus() -> Response:
+        if not limiter:
+            limiter.append(CapacityLimiter(_METRICS_THREADS))
+        text = await anyio.to_thread.run_sync(metrics.render, limiter=limiter[0])
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -49,6 +49,17 @@ class ServerConfig:
         claim_batch: pending evaluations an async worker claims at once.
         idempotency_wait: seconds a duplicate waits for the first request with its key.
         access_log: log one line per request (logger ``fi_evals.server.access``).
+        read_timeout: seconds a request's headers and body may take to arrive, from its first
+            byte (408 and the connection closed past it).
+        max_json_depth: deepest nesting of arrays/objects in a request body.
+        max_schema_depth: deepest nesting in the ``json_schema`` template's ``schema``.
+        max_pattern_length: longest regular expression (``regex``'s pattern, a schema's).
+        max_pattern_nesting: deepest group nesting of such a pattern.
+        max_pattern_expansion: compile budget of such a pattern (see
+            :func:`fi_evals.server.limits.pattern_problem`).
+        max_quadratic_input_chars: longest input string of the templates whose cost is the
+            product of their input lengths (``QUADRATIC_TEMPLATES``).
+        max_status_answer_mb: size in MiB past which a bulk-status answer stops adding entries.
         backend: ``redis://HOST:PORT/DB`` keeps evaluations in Redis and sends async work to
             Celery workers (``fi_evals.server.redis_backend``); None: SQLite at ``db_path``
             and in-process worker threads.
@@ -89,6 +100,14 @@ class ServerConfig:
     claim_batch: int = C.DEFAULT_CLAIM_BATCH
     idempotency_wait: float = C.DEFAULT_IDEMPOTENCY_WAIT
     access_log: bool = True
+    read_timeout: float = C.DEFAULT_REQUEST_READ_TIMEOUT
+    max_json_depth: int = C.DEFAULT_MAX_JSON_DEPTH
+    max_schema_depth: int = C.DEFAULT_MAX_SCHEMA_DEPTH
+    max_pattern_length: int = C.DEFAULT_MAX_PATTERN_LENGTH
+    max_pattern_nesting: int = C.DEFAULT_MAX_PATTERN_NESTING
+    max_pattern_expansion: int = C.DEFAULT_MAX_PATTERN_EXPANSION
+    max_quadratic_input_chars: int = C.DEFAULT_MAX_QUADRATIC_INPUT_CHARS
+    max_status_answer_mb: float = C.DEFAULT_MAX_STATUS_ANSWER_MB
     backend: str | None = None
     judge_url: str | None = None
     judge_model: str | None = None
@@ -102,11 +121,15 @@ class ServerConfig:
         problems = []
         if not 0 <= self.port <= 65535:
             problems.append(f"port must be 0..65535, not {self.port}")
-        for name in ("workers", "max_batch_size", "max_status_ids", "max_queue", "claim_batch"):
+        for name in ("workers", "max_batch_size", "max_status_ids", "max_queue", "claim_batch",
+                     "max_json_depth", "max_schema_depth", "max_pattern_length",
+                     "max_pattern_nesting", "max_pattern_expansion",
+                     "max_quadratic_input_chars"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.max_body_mb <= 0:
-            problems.append(f"max_body_mb must be positive, not {self.max_body_mb}")
+        for name in ("max_body_mb", "max_status_answer_mb", "read_timeout"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, not {getattr(self, name)}")
         if self.rate_limit is not None and self.rate_limit <= 0:
             problems.append(f"rate_limit must be positive or None, not {self.rate_limit}")
         if self.sim_latency_ms < 0:

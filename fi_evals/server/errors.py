@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -16,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-__all__ = ["ApiError", "error_body", "install_exception_handlers", "json_bytes"]
+__all__ = ["ApiError", "error_body", "install_exception_handlers", "json_bytes", "printable"]
 
 log = logging.getLogger("fi_evals.server")
 
@@ -26,6 +27,7 @@ _KINDS: dict[int, tuple[str, str]] = {
     401: ("authentication_error", "not_authenticated"),
     404: ("not_found", "not_found"),
     405: ("method_not_allowed", "method_not_allowed"),
+    408: ("timeout_error", "request_timeout"),
     413: ("validation_error", "too_large"),
     422: ("idempotency_error", "idempotency_key_reused"),
     429: ("rate_limited", "rate_limited"),
@@ -113,7 +115,43 @@ def install_exception_handlers(app: FastAPI) -> None:
         message = "; ".join(f"{k}: {', '.join(v)}" for k, v in details.items())
         return ApiError(400, message or "invalid request", details=details).response()
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> Response:
+        # The door limits (fi_evals.server.limits) keep nesting far from the interpreter's
+        # limit; if some input still got there, it is the input's shape: a 400, one log line.
+        where = _innermost_frame(exc)
+        log.warning("RecursionError on %s %s at %s: answered 400", request.method,
+                    printable(request.url.path), where)
+        return ApiError(400, "the request is nested too deeply to process (lower the nesting "
+                             "of its JSON, schema or pattern)").response()
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        # Not logged here: Starlette re-raises after this answer and the gateway logs the
+        # failure once, with its request id (fi_evals.server.middleware).
         return ApiError(500, f"internal server error ({type(exc).__name__})").response()
+
+
+def _innermost_frame(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a log line: control characters (CR, LF...), line separators, surrogates
+    and backslashes escaped, so that a request path or a user string cannot forge or break a
+    log line."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}" if ord(char) < 256 \
+        else f"\\u{ord(char):04x}"

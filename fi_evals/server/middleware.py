@@ -1,10 +1,17 @@
 """The gateway: the ASGI layer every request crosses before the FastAPI routes.
 
 In order: request id, draining (503), fault injection (``--faults``), authentication (401),
-per-key rate limit (429), body size (413); then the app, then one access log line and the
-HTTP metric. It is plain ASGI (no ``BaseHTTPMiddleware``) to keep the hot path cheap, and it is
-the outermost app given to uvicorn, so ``send`` is uvicorn's own and a ``reset`` fault can reach
-the connection's transport.
+per-key rate limit (429), body size (413) and read timeout (408); then the app, then one access
+log line and the HTTP metric. It is plain ASGI (no ``BaseHTTPMiddleware``) to keep the hot path
+cheap, and it is the outermost app given to uvicorn, so ``send`` is uvicorn's own and a
+``reset`` fault can reach the connection's transport.
+
+Every answer it or the app gives is the JSON error envelope: an exception escaping the app is
+logged here once (with the request id and at most ``_TRACEBACK_FRAMES`` frames) and answered
+500 in the envelope, instead of uvicorn's plain-text 500 and a second traceback. A body that
+does not arrive within ``read_timeout`` (from the request's first byte) is answered 408 and
+the connection closed; when the server starts draining, bodies still arriving are answered
+503 at once, so a stalled upload cannot hold the drain.
 """
 
 from __future__ import annotations
@@ -15,19 +22,20 @@ import re
 import socket
 import struct
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.server.config import ServerConfig
-from fi_evals.server.errors import error_body
+from fi_evals.server.errors import error_body, printable
 from fi_evals.server.faults import FaultPlan
 from fi_evals.server.keys import KeyChecker
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.ratelimit import TokenBucketLimiter
 
-__all__ = ["KEY_SCOPE", "Gateway"]
+__all__ = ["KEY_SCOPE", "READ_DEADLINE_SCOPE", "REQUEST_ID_SCOPE", "Gateway"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +48,13 @@ log = logging.getLogger("fi_evals.server")
 
 KEY_SCOPE = "fi_evals.key"
 """ASGI scope entry holding the caller's key fingerprint (the idempotency scope)."""
+READ_DEADLINE_SCOPE = "fi_evals.read_deadline"
+"""ASGI scope entry: event-loop time by which the request's body must have arrived, or None when
+it arrived with the headers. The server's protocol (``connection.py``) sets it from the
+request's first byte; without it the gateway counts ``read_timeout`` from when it sees the
+request."""
+_UNKNOWN = object()
+REQUEST_ID_SCOPE = "fi_evals.request_id"
 
 _API_PREFIX = "/sdk/api/"
 _ROUTES = frozenset({C.PATH_NEW_EVAL, C.PATH_BULK_STATUS, C.PATH_GET_EVALS, C.PATH_CAPABILITIES,
@@ -47,9 +62,15 @@ _ROUTES = frozenset({C.PATH_NEW_EVAL, C.PATH_BULK_STATUS, C.PATH_GET_EVALS, C.PA
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _DRAIN_CAP_FACTOR = 4  # a too-large body is read (and dropped) up to this many limits
 _JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
+_TRACEBACK_FRAMES = 40  # innermost frames of a logged failure (a RecursionError has ~1,000)
 
 
 class _TooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
     pass
 
 
@@ -69,19 +90,53 @@ class Gateway:
         self.inflight = 0
         self._max_body = config.max_body_bytes
         self._retry_overloaded = str(config.overload_retry_after).encode()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._readers: set[asyncio.Timeout] = set()  # deadlines of bodies being received
+
+    def begin_drain(self) -> None:
+        """Start draining (from any thread): new requests get 503, and so do requests whose
+        body is still arriving, at once, so that a stalled upload cannot hold the drain."""
+        self.draining = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._cut_readers)
+            except RuntimeError:  # the loop closed meanwhile: nothing is reading
+                pass
+
+    def _cut_readers(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for timer in list(self._readers):
+            try:
+                timer.reschedule(now)
+            except RuntimeError:  # already expiring
+                pass
+
+    def headers_timed_out(self, seconds: float) -> None:
+        """Called by the server's protocol when a request's headers did not arrive in time
+        (it answers 408 and closes the connection itself): the access line and the metric."""
+        self.metrics.http_requests.labels("other", "408").inc()
+        if self.config.access_log:
+            access_log.info("- - 408 %.1fms (request headers did not arrive within %g s)",
+                            seconds * 1000, self.config.read_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         self.inflight += 1
         path: str = scope["path"]
         headers = dict(scope["headers"])  # lower-case names; a repeated header keeps its last
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
         if not _REQUEST_ID_RE.match(rid):
             rid = uuid.uuid4().hex
-        status: list[int | str] = [500]  # "reset" when a fault dropped the connection
+        scope[REQUEST_ID_SCOPE] = rid
+        # status[0]: the answer's code, "reset" when a fault dropped the connection,
+        # "disconnected" when the client left before its body arrived; None until answered.
+        status: list[int | str | None] = [None]
         extra = [(b"x-request-id", rid.encode())]
 
         async def send_with_headers(message: Message) -> None:
@@ -92,17 +147,38 @@ class Gateway:
 
         try:
             await self._handle(scope, receive, send, send_with_headers, headers, extra, status)
+        except Exception as exc:  # noqa: BLE001 - logged once here, answered in the envelope
+            self._log_failure(scope, rid, exc)
+            if status[0] is None:
+                await _answer(send_with_headers, 500, error_body(
+                    500, f"internal server error ({type(exc).__name__})"))
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when its graceful shutdown times out:
+            # answer in the envelope (not its plain-text 500) and end quietly.
+            log.warning("%s %s rid=%s cancelled by the server's shutdown", scope["method"],
+                        printable(path), rid)
+            if status[0] is None:
+                await _answer(send_with_headers, 503, error_body(
+                    503, "the server stopped before this request finished; retry"),
+                    [(b"retry-after", self._retry_overloaded), _CLOSE])
         finally:
             self.inflight -= 1
             route = path if path in _ROUTES else "other"
-            self.metrics.http_requests.labels(route, str(status[0])).inc()
+            code = str(500 if status[0] is None else status[0])
+            self.metrics.http_requests.labels(route, code).inc()
             if self.config.access_log:
-                access_log.info("%s %s %s %.1fms rid=%s", scope["method"], path, status[0],
+                access_log.info("%s %s %s %.1fms rid=%s", scope["method"], printable(path), code,
                                 (time.perf_counter() - start) * 1000, rid)
+
+    @staticmethod
+    def _log_failure(scope: Scope, rid: str, exc: BaseException) -> None:
+        lines = traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES)
+        log.error("unexpected error on %s %s rid=%s\n%s", scope["method"],
+                  printable(scope["path"]), rid, "".join(lines).rstrip())
 
     async def _handle(self, scope: Scope, receive: Receive, raw_send: Send, send: Send,
                       headers: dict[bytes, bytes], extra: list[tuple[bytes, bytes]],
-                      status: list[int | str]) -> None:
+                      status: list[int | str | None]) -> None:
         path: str = scope["path"]
         api = path.startswith(_API_PREFIX)
         if self.draining and path != C.PATH_METRICS:
@@ -136,11 +212,17 @@ class Gateway:
         # The body is read only for authenticated callers, so strangers cannot make the
         # server buffer megabytes.
         try:
-            body = await self._read_body(receive, headers)
+            body = await self._read_body_in_time(scope, receive, headers)
         except _TooLarge:
             limit = self.config.max_body_mb
             await _answer(send, 413, error_body(413, f"request body is larger than this "
                                                      f"server's limit of {limit:g} MB"))
+            return
+        except _Disconnected:
+            status[0] = "disconnected"
+            return
+        except TimeoutError:
+            await self._read_timed_out(send)
             return
         replay = _replay_receive(body, receive)
         if fault == "reset":
@@ -164,9 +246,37 @@ class Gateway:
         else:
             await self.app(scope, replay, send)
 
+    async def _read_body_in_time(self, scope: Scope, receive: Receive,
+                                 headers: dict[bytes, bytes]) -> bytes:
+        """:meth:`_read_body` within the request's read deadline (TimeoutError past it, or as
+        soon as the server starts draining)."""
+        deadline = scope.get(READ_DEADLINE_SCOPE, _UNKNOWN)
+        if deadline is None:  # the whole body came with the headers: no timer needed
+            return await self._read_body(receive, headers)
+        if deadline is _UNKNOWN:  # another server runs us: count from now
+            deadline = asyncio.get_running_loop().time() + self.config.read_timeout
+        async with asyncio.timeout_at(deadline) as timer:
+            self._readers.add(timer)
+            try:
+                return await self._read_body(receive, headers)
+            finally:
+                self._readers.discard(timer)
+
+    async def _read_timed_out(self, send: Send) -> None:
+        if self.draining:
+            await _answer(send, 503, error_body(503, "the server is shutting down and the "
+                                                     "request body had not arrived; retry on "
+                                                     "another instance or later"),
+                          [(b"retry-after", self._retry_overloaded), _CLOSE])
+        else:
+            timeout = self.config.read_timeout
+            await _answer(send, 408, error_body(408, f"the request did not arrive within this "
+                                                     f"server's read_timeout of {timeout:g} s"),
+                          [_CLOSE])
+
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         """The whole body, or _TooLarge once over the limit (after draining what was sent, so
-        the client reads the 413 instead of a broken pipe)."""
+        the client reads the 413 instead of a broken pipe), or _Disconnected."""
         declared = headers.get(b"content-length")
         too_large = declared is not None and declared.isdigit() and int(declared) > self._max_body
         chunks: list[bytes] = []
@@ -175,6 +285,8 @@ class Gateway:
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
+                if not too_large:
+                    raise _Disconnected
                 break
             chunk = message.get("body", b"")
             more = message.get("more_body", False)

@@ -101,7 +101,7 @@ class RunningServer:
         timeout = self.config.drain_timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
         gateway = self.app.gateway
-        gateway.draining = True
+        gateway.begin_drain()  # 503s; bodies still arriving are cut at once
         self.app.executor.begin_stop()
         while gateway.inflight > 0 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -154,6 +154,8 @@ def start_server(config: ServerConfig, *, evaluators: Iterable[BaseEvaluator] | 
     """
     import uvicorn
 
+    from fi_evals.server.connection import protocol_class
+
     config = config.with_keys()
     sock = _bind(config.host, config.port)  # first: a busy port must not touch the database
     try:
@@ -165,6 +167,7 @@ def start_server(config: ServerConfig, *, evaluators: Iterable[BaseEvaluator] | 
     uv_config = uvicorn.Config(
         app.asgi, log_config=None, access_log=False, lifespan="off", proxy_headers=False,
         server_header=False, timeout_keep_alive=_KEEP_ALIVE, ws="none",
+        http=protocol_class(app.gateway, config.read_timeout),
         timeout_graceful_shutdown=max(1, int(config.drain_timeout)),
     )
     uv_server = uvicorn.Server(uv_config)

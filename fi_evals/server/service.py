@@ -11,7 +11,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
 from fi_evals.server.executor import Executor, evaluate_items
+from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.store import IdempotencyAnswer, JobStore, NewJob, StoredEval
 from fi_evals.server.validation import (
@@ -37,6 +38,7 @@ __all__ = ["Answer", "EvalService"]
 _FINISHED = frozenset({"completed", "failed"})
 _IDEMPOTENCY_POLL = 0.05  # seconds between looks at a duplicate's first request
 _HOSTED_CONFIG_KEYS = ("required_keys", "optional_keys", "output", "eval_type_id")
+_STATUS_READ_CHUNK = 100  # ids read from the store at once by bulk status (bounds its memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,8 @@ class EvalService:
         self._poll_headers = {} if self.compat else {
             C.HEADER_RETRY_AFTER: str(config.poll_retry_after)}
         self._admission = threading.Lock()
+        self._limits = DoorLimits.of(config)
+        self._max_status_answer = int(config.max_status_answer_mb * 1024 * 1024)
 
     # ------------------------------------------------------------------ listing
 
@@ -130,8 +134,9 @@ class EvalService:
         Raises:
             ApiError: 400 (malformed), 422 (idempotency key reused), 503 (queue full).
         """
-        payload = parse_json(body)
-        request = validate_new_eval(payload, self.registry, self.config.max_batch_size)
+        payload = parse_json(body, self.config.max_json_depth)
+        request = validate_new_eval(payload, self.registry, self.config.max_batch_size,
+                                    self._limits, body_size=len(body))
         if idempotency_key is None or self.compat:
             return self._run(request, None)
         body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
@@ -187,9 +192,10 @@ class EvalService:
             if r.error_message is not None:
                 failed += 1
             evaluations.append(entry)
-        self.metrics.count_evaluations(name, len(results) - failed, failed)
         answer = Answer(200, _ok([{"evaluations": evaluations}]))
         self.store.insert(jobs, self._stored(idempotency, answer))
+        # Counted once stored: an evaluation whose result was lost never happened.
+        self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
     def _queue(self, request: EvalRequest, ids: list[str],
@@ -263,26 +269,56 @@ class EvalService:
         return Answer(200, _ok(self._payload(found)), headers)
 
     def bulk_status(self, body: bytes) -> Answer:
-        """``POST new-eval/status/`` (section B).
+        """``POST new-eval/status/`` (section B): one entry per id asked, in the order asked.
+
+        A repeated id is read and serialised once (its later entries share the bytes). The
+        answer stops growing past ``max_status_answer_mb`` (at least one entry is always
+        answered): the ids left out are simply absent, and a client asks for them again, as it
+        does for any id a server leaves out.
 
         Raises:
             ApiError: 400 (malformed body, too many or non-UUID ids).
         """
-        ids = validate_bulk_status(parse_json(body), self.config.max_status_ids)
-        found = self.store.get_many(ids)
-        entries = []
+        asked = validate_bulk_status(parse_json(body, self.config.max_json_depth),
+                                     self.config.max_status_ids)
+        parts: list[bytes] = []
+        size = 0
         unfinished = False
-        for eval_id in ids:
-            ev = found.get(eval_id)
-            if ev is None:
-                entry = {"eval_status": "not_found", STATUS_ALIAS: "not_found", "result": None,
-                         "error_message": f"no evaluation with eval_id {eval_id}"}
-            else:
-                entry = self._payload(ev)
-                unfinished = unfinished or ev.status not in _FINISHED
-            entry["eval_id"] = eval_id
-            entries.append(entry)
-        return Answer(200, _ok(entries), self._poll_headers if unfinished else {})
+        for part, finished in self._status_parts(asked):
+            if parts and size + len(part) > self._max_status_answer:
+                unfinished = True  # ids left out: the poll hint tells the client to ask again
+                break
+            parts.append(part)
+            size += len(part) + 1
+            unfinished = unfinished or not finished
+        answer = b'{"status":true,"result":[' + b",".join(parts) + b"]}"
+        return Answer(200, answer, self._poll_headers if unfinished else {})
+
+    def _status_parts(self, ids: list[str]) -> Iterator[tuple[bytes, bool]]:
+        """Each asked id's serialised entry and whether it is finished. The store is read in
+        chunks, each distinct id once; a stopped iteration reads no further."""
+        done: dict[str, tuple[bytes, bool]] = {}
+        for start in range(0, len(ids), _STATUS_READ_CHUNK):
+            chunk = ids[start:start + _STATUS_READ_CHUNK]
+            new = list(dict.fromkeys(i for i in chunk if i not in done))
+            found = self.store.get_many(new) if new else {}
+            for eval_id in new:
+                entry, finished = self._status_entry(eval_id, found.get(eval_id))
+                done[eval_id] = json_bytes(entry), finished
+            for eval_id in chunk:
+                yield done[eval_id]
+
+    def _status_entry(self, eval_id: str, ev: StoredEval | None) -> tuple[dict[str, Any], bool]:
+        """One bulk-status entry and whether it is finished (an unknown id is)."""
+        if ev is None:
+            entry = {"eval_status": "not_found", STATUS_ALIAS: "not_found", "result": None,
+                     "error_message": f"no evaluation with eval_id {eval_id}"}
+            finished = True
+        else:
+            entry = self._payload(ev)
+            finished = ev.status in _FINISHED
+        entry["eval_id"] = eval_id
+        return entry, finished
 
     def __repr__(self) -> str:
         return f"<EvalService compat={self.compat} store={self.store!r}>"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,14 +20,25 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE, InputKey, Template
 from fi_evals.server.errors import ApiError
 from fi_evals.server.evaluators import BaseEvaluator, EvaluationError, NotEvaluable, Registry
+from fi_evals.server.limits import (
+    DoorLimits,
+    find_lone_surrogate,
+    json_depth,
+    param_problems,
+    quadratic_input_problem,
+)
 
 __all__ = ["EvalRequest", "canonical_eval_id", "parse_json", "validate_bulk_status",
            "validate_new_eval"]
 
 _MAX_DETAILS = 20  # field problems reported per answer; the rest would only be noise
+_DEFAULT_LIMITS = DoorLimits()
+# Only a \uD800-\uDFFF escape can put a surrogate in a str: the body itself is strict UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 # top-level key -> (accepted Python types, description); None is always accepted for optional keys
 _OPTIONAL_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -68,8 +81,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_json(body: bytes) -> Any:
-    """Strict JSON: UTF-8 only, no NaN/Infinity, not empty.
+def _too_deep(max_depth: int) -> ApiError:
+    return ApiError.invalid(f"request body nests arrays/objects more than {max_depth} levels "
+                            f"deep (this server's max_json_depth)")
+
+
+def parse_json(body: bytes, max_depth: int = C.DEFAULT_MAX_JSON_DEPTH) -> Any:
+    """Strict JSON: UTF-8 only, no NaN/Infinity, not empty, at most ``max_depth`` levels of
+    arrays/objects, no lone surrogate in any string.
 
     Raises:
         ApiError: a 400 saying what is wrong with the body.
@@ -82,12 +101,27 @@ def parse_json(body: bytes) -> Any:
         raise ApiError.invalid(f"request body is not valid UTF-8 (byte {body[exc.start]:#04x} "
                                f"at offset {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ApiError.invalid(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
                                f"column {exc.colno}") from None
-    except ValueError as exc:  # from the two hooks above
+    except ValueError as exc:  # from the two hooks above, or an integer of 4,300+ digits
+        if "integer string conversion" in str(exc):
+            limit = sys.get_int_max_str_digits()
+            raise ApiError.invalid(f"request body holds an integer of more than {limit} "
+                                   "digits") from None
         raise ApiError.invalid(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:  # ~1,000 levels: the C decoder's own limit, far past ours
+        raise _too_deep(max_depth) from None
+    if json_depth(payload, max_depth) > max_depth:
+        raise _too_deep(max_depth)
+    if "\\" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        where = find_lone_surrogate(payload)
+        if where is not None:
+            raise ApiError.invalid(f"{where} holds a lone surrogate (a \\ud800-\\udfff escape "
+                                   "that is not half of a pair): it is not text and cannot be "
+                                   "stored", where)
+    return payload
 
 
 def _problems_error(problems: dict[str, list[str]]) -> ApiError:
@@ -264,8 +298,30 @@ def _params(template: Template, config: Mapping[str, Any] | None) -> dict[str, A
     return params
 
 
-def validate_new_eval(payload: Any, registry: Registry, max_batch_size: int) -> EvalRequest:
-    """Check a parsed ``new-eval/`` body against the catalogue.
+def _check_limits(template: Template, inputs: Mapping[str, Any], params: dict[str, Any],
+                  limits: DoorLimits, body_size: int | None) -> None:
+    """The door limits of :mod:`fi_evals.server.limits` that depend on the template."""
+    problems = param_problems(template.name, params, limits)
+    if problems:
+        raise _problems_error({field: [message] for field, message in problems.items()})
+    if body_size is not None and body_size <= limits.max_quadratic_input_chars:
+        return  # no string holds more characters than the body has bytes
+    too_long = quadratic_input_problem(template, inputs, limits)
+    if too_long is not None:
+        raise ApiError.invalid(too_long[1], too_long[0])
+
+
+def validate_new_eval(payload: Any, registry: Registry, max_batch_size: int,
+                      limits: DoorLimits = _DEFAULT_LIMITS, *,
+                      body_size: int | None = None) -> EvalRequest:
+    """Check a parsed ``new-eval/`` body against the catalogue and the door limits.
+
+    Args:
+        payload: the parsed body.
+        registry: the server's evaluators.
+        max_batch_size: the server's batch limit.
+        limits: the server's door limits.
+        body_size: bytes of the raw body, when known (it lets small bodies skip a check).
 
     Raises:
         ApiError: a 400 naming the problem (and the field in ``details``).
@@ -274,6 +330,7 @@ def validate_new_eval(payload: Any, registry: Registry, max_batch_size: int) -> 
     template, evaluator = _find_template(payload["eval_name"], registry)
     items = _items(template, payload["inputs"], max_batch_size)
     params = _params(template, payload.get("config"))
+    _check_limits(template, payload["inputs"], params, limits, body_size)
     try:
         evaluator.check_params(params)
     except EvaluationError as exc:
