@@ -8,7 +8,9 @@
     ├── TemplateUnavailableError        (also ValueError) the server cannot run it (no judge...)
     ├── InvalidInputError               (also ValueError) client-side check, before any request
     │   └── KeyMappingError             a key's field is not in the first row (preflight)
-    ├── APIError                        the server answered with an error status
+    ├── APIError                        the server answered with an error status, or oddly
+    │   ├── RedirectError               3xx  never followed: fix the base URL (names the Location)
+    │   ├── ProtocolError               2xx  whose body is not the protocol's answer
     │   ├── BadRequestError             400  fix the request (validation_error)
     │   ├── AuthenticationError         401  fix the keys
     │   ├── PermissionDeniedError       403  the keys may not do this
@@ -58,7 +60,9 @@ __all__ = [
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
+    "ProtocolError",
     "RateLimitError",
+    "RedirectError",
     "RequestTooLargeError",
     "ServerError",
     "TemplateUnavailableError",
@@ -207,6 +211,36 @@ class APIError(FiEvalsError):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(status_code={self.status_code}, type={self.type!r}, "
                 f"code={self.code!r}, message={self.message!r}, request_id={self.request_id!r})")
+
+
+class RedirectError(APIError):
+    """3xx: the server redirected an API call. Never followed, never retried.
+
+    An API call has one right URL; a redirect means the base URL is wrong (``http`` for
+    ``https``, a moved host, a missing path prefix). Following it would send the keys to the
+    ``Location`` (another origin, maybe), turn a POST into a GET (301, 302, 303) and accept an
+    answer from a host the caller never named. Fix ``fi_base_url`` (``FI_BASE_URL``) instead.
+
+    Attributes:
+        location: the absolute URL the server redirected to, or None when it named none.
+        suggested_base_url: the base URL that the ``Location`` implies, when it ends with the
+            path asked for (``https://host`` for ``https://host/sdk/api/v1/new-eval/``).
+    """
+
+    def __init__(self, message: str, *, location: str | None = None,
+                 suggested_base_url: str | None = None, **kwargs: Any) -> None:
+        self.location = location
+        self.suggested_base_url = suggested_base_url
+        super().__init__(message, **kwargs)
+
+
+class ProtocolError(APIError):
+    """A success status whose body is not the protocol's answer: not JSON, no ``result``,
+    wrong types inside it (PROTOCOL.md A, "Envelopes").
+
+    The server, or a proxy in front of it, is broken or not an evaluation server; ``body``
+    holds what it sent and ``status_code`` its status. Never retried: a POST may have run.
+    """
 
 
 class BadRequestError(APIError):

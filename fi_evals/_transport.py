@@ -25,6 +25,20 @@ Design notes:
   to what is left, and no backoff sleeps past it.
 - **Throttle listeners** see every 429/503 answer (the batch engine shrinks its concurrency on
   them). A listener that raises is logged and ignored.
+- **Redirects are refused, and the keys never leave their origin.** requests follows redirects
+  by default and strips only ``Authorization`` when the host changes, so ``X-Api-Key`` and
+  ``X-Secret-Key`` went to wherever a 307 pointed. Stripping them there would not be enough:
+  the other host could still answer in the server's name, and a 301/302/303 turns a POST into
+  a GET. An API call has one right URL, so every call is sent with ``allow_redirects=False``
+  and a 3xx raises :class:`~fi_evals._exceptions.RedirectError` naming the ``Location`` (and the
+  base URL it implies). Second line of defence, for any code that does follow a redirect on
+  this session: :class:`~fi_evals._session.KeySafeSession` drops both key headers whenever
+  the redirect leaves the origin (scheme, host or port), https to http and http to https
+  included.
+- **Answers are checked, not trusted.** A 2xx answer that is not the protocol's envelope, or
+  whose ``result`` does not parse into the wire models (not JSON, no ``result``, wrong types),
+  raises :class:`~fi_evals._exceptions.ProtocolError` with the body: never a pydantic
+  ``ValidationError``, ``KeyError`` or ``TypeError`` from deep inside.
 """
 
 from __future__ import annotations
@@ -43,6 +57,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
+from fi_evals._answers import (
+    a_list,
+    flatten_evaluations,
+    parse_result,
+    protocol_error,
+    redirect_error,
+)
 from fi_evals._constants import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT,
@@ -63,11 +84,13 @@ from fi_evals._exceptions import (
     APIError,
     APITimeoutError,
     NotFoundError,
+    ProtocolError,
     ServerError,
     error_from_response,
     parse_retry_after,
 )
 from fi_evals._retry import RetryPolicy
+from fi_evals._session import KeySafeSession
 from fi_evals._version import __version__
 from fi_evals.protocol import (
     BulkStatusEntry,
@@ -175,7 +198,7 @@ class Transport:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.pool_size = pool_size
-        self._session = requests.Session()
+        self._session = KeySafeSession()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, pool_block=True,
                               max_retries=Retry(total=0, read=False))
         self._session.mount("http://", adapter)
@@ -255,7 +278,8 @@ class Transport:
             try:
                 answer = self._call("GET", PATH_CAPABILITIES, deadline=deadline,
                                     expected_statuses=frozenset({404}))
-                caps: Capabilities | None = Capabilities.model_validate(answer.value)
+                caps: Capabilities | None = _parsed(answer, Capabilities.model_validate,
+                                                    PATH_CAPABILITIES).value
             except NotFoundError:
                 caps = None
             self._capabilities = caps
@@ -263,8 +287,8 @@ class Transport:
             return caps
 
     def capabilities_or_none(self, *, deadline: float | None = None) -> Capabilities | None:
-        """:meth:`capabilities`, but a server error (5xx) that outlasted the retries reads as
-        "no extensions" for now.
+        """:meth:`capabilities`, but a server error (5xx) that outlasted the retries, or an
+        answer that is not a capabilities object, reads as "no extensions" for now.
 
         Used where falling back to section A is safe (it is the conservative choice: small
         chunks, no ambiguous POST retries, per-id polls); the failure is not cached, so a
@@ -272,7 +296,7 @@ class Transport:
         """
         try:
             return self.capabilities(deadline=deadline)
-        except ServerError as exc:
+        except (ServerError, ProtocolError) as exc:
             log.warning("could not read the capabilities of %s (%s); using section A only "
                         "for now", self.base_url, exc)
             return None
@@ -282,12 +306,16 @@ class Transport:
         """The server's template list (``get-evals/``), cached after the first call.
 
         Entries this client cannot read are skipped with a warning.
+
+        Raises:
+            ProtocolError: the answer's ``result`` is not a list.
         """
         if self._templates is not None and not refresh:
             return self._templates
         answer = self._call("GET", PATH_GET_EVALS, deadline=deadline)
+        entries = _parsed(answer, a_list, PATH_GET_EVALS).value
         parsed: list[TemplateInfo] = []
-        for entry in answer.value or []:
+        for entry in entries:
             try:
                 parsed.append(TemplateInfo.model_validate(entry))
             except ValueError as exc:
@@ -310,7 +338,8 @@ class Transport:
             The evaluations in input order (async answers carry ``eval_id``s only).
 
         Raises:
-            APIError subclasses, APIConnectionError, APITimeoutError (see the module docs).
+            APIError subclasses, APIConnectionError, APITimeoutError (see the module docs);
+            ProtocolError for an answer that is not a list of evaluations.
         """
         caps = self.capabilities_or_none(deadline=deadline)
         key = idempotency_key or str(uuid.uuid4())
@@ -318,8 +347,9 @@ class Transport:
         answer = self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
                             headers={HEADER_IDEMPOTENCY_KEY: key},
                             idempotent=bool(caps and caps.idempotency))
-        items = [EvalItem.model_validate(e) for e in _flatten_evaluations(answer.value)]
-        return _with_value(answer, items)
+        return _parsed(answer, lambda result: [EvalItem.model_validate(e)
+                                               for e in flatten_evaluations(result)],
+                       PATH_NEW_EVAL)
 
     def get_eval(self, eval_id: str, *,
                  deadline: float | None = None) -> Answer[EvalResultPayload]:
@@ -327,10 +357,11 @@ class Transport:
 
         Raises:
             NotFoundError (or BadRequestError from hosted servers) for an unknown id.
+            ProtocolError: the answer is not an evaluation's status.
         """
         answer = self._call("GET", PATH_NEW_EVAL, params={"eval_id": eval_id},
                             deadline=deadline)
-        return _with_value(answer, EvalResultPayload.model_validate(answer.value))
+        return _parsed(answer, EvalResultPayload.model_validate, PATH_NEW_EVAL)
 
     def bulk_status(self, eval_ids: Sequence[str], *,
                     deadline: float | None = None) -> Answer[list[BulkStatusEntry]]:
@@ -338,11 +369,14 @@ class Transport:
 
         The caller keeps ``len(eval_ids)`` within the capabilities' ``max_status_ids``. A read,
         so it is retried like a GET.
+
+        Raises:
+            ProtocolError: the answer is not a list of statuses.
         """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
                             deadline=deadline)
-        entries = [BulkStatusEntry.model_validate(e) for e in answer.value or []]
-        return _with_value(answer, entries)
+        return _parsed(answer, lambda result: [BulkStatusEntry.model_validate(e)
+                                               for e in a_list(result)], PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop
 
@@ -403,7 +437,7 @@ class Transport:
         self._counters.add("requests")
         try:
             response = self._session.request(method, url, params=params, data=data,
-                                             headers=headers,
+                                             headers=headers, allow_redirects=False,
                                              timeout=(self.connect_timeout, read))
         except requests.RequestException as exc:
             mapped = _connection_error(exc)
@@ -416,25 +450,25 @@ class Transport:
                 self._counters.add("throttled")
                 self._notify(ThrottleEvent(response.status_code, error.retry_after, path))
             raise error
+        if 300 <= response.status_code < 400:
+            raise redirect_error(method, path, response)
         return self._parse(response, attempt)
 
     def _parse(self, response: requests.Response, attempt: int) -> Answer[Any]:
+        """The envelope of a 2xx answer; its ``result`` is parsed by the protocol call."""
         try:
             body = response.json()
-        except ValueError as exc:
-            raise APIError(f"the server answered {response.status_code} with a body that is "
-                           f"not JSON: {response.text[:200]!r}",
-                           status_code=response.status_code,
-                           request_id=response.headers.get(HEADER_REQUEST_ID),
-                           body=response.text) from exc
+        except (ValueError, RecursionError) as exc:
+            raise protocol_error(response, "a body that is not JSON", response.text) from exc
         if isinstance(body, dict) and body.get("status") is False:
             # Some servers put an error envelope in a 200 answer: an error all the same.
             raise error_from_response(400, response.text, response.headers)
+        if not isinstance(body, dict) or "result" not in body:
+            raise protocol_error(response, "a body without the envelope's \"result\"", body)
         replayed = response.headers.get(HEADER_IDEMPOTENT_REPLAYED, "").lower() == "true"
         if replayed:
             self._counters.add("replayed")
-        return Answer(value=body.get("result") if isinstance(body, dict) else body,
-                      body=body,
+        return Answer(value=body["result"], body=body,
                       retry_after=parse_retry_after(response.headers.get(HEADER_RETRY_AFTER)),
                       request_id=response.headers.get(HEADER_REQUEST_ID),
                       replayed=replayed, attempts=attempt)
@@ -460,16 +494,10 @@ def _with_value(answer: Answer[Any], value: T) -> Answer[T]:
                   attempts=answer.attempts)
 
 
-def _flatten_evaluations(result: Any) -> list[Any]:
-    """``[{"evaluations": [...]}, ...]`` -> the evaluations, in order (as the official client)."""
-    blocks = result if isinstance(result, list) else [result]
-    out: list[Any] = []
-    for block in blocks:
-        if isinstance(block, dict) and "evaluations" in block:
-            out.extend(block["evaluations"] or [])
-        elif isinstance(block, dict):
-            out.append(block)
-    return out
+def _parsed(answer: Answer[Any], parse: Callable[[Any], T], path: str) -> Answer[T]:
+    """``answer`` with its ``result`` parsed by ``parse`` (see :func:`parse_result`)."""
+    return _with_value(answer, parse_result(answer.value, parse, path,
+                                            request_id=answer.request_id, body=answer.body))
 
 
 def _connection_error(exc: requests.RequestException) -> APIConnectionError | None:
