@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test bench clean services
+.PHONY: help venv demo test fuzz bench clean services
 
 help:
 	@echo "make demo   score the bundled dataset on an embedded local server"
 	@echo "make test   run the whole test suite"
+	@echo "make fuzz   fuzz the server from its OpenAPI for longer than make test does"
 	@echo "make bench  run the benchmarks (writes benchmarks/results/)"
 	@echo "make clean  remove the virtualenv and build leftovers"
 
@@ -36,6 +37,17 @@ services:
 
 test: $(STAMP) services
 	$(PY) -m pytest
+
+# The fuzz of tests/server/test_fuzz.py with a larger budget (make test runs a short one):
+# schemathesis draws requests from the server's OpenAPI; any 5xx fails, listed with a curl
+# command. FUZZ_SEED=n draws another sequence.
+FUZZ_EXAMPLES ?= 2000
+FUZZ_SECONDS ?= 900
+FUZZ_SEED ?= 142024
+
+fuzz: $(STAMP)
+	FI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FI_FUZZ_SECONDS=$(FUZZ_SECONDS) FI_FUZZ_SEED=$(FUZZ_SEED) \
+		$(PY) -m pytest tests/server/test_fuzz.py -s -p no:cacheprovider --timeout $$(( $(FUZZ_SECONDS) + 300 ))
 
 # make bench only (never make test): matplotlib in .venv, the official client in its own venv.
 BENCH_STAMP := $(VENV)/.bench-installed
