@@ -41,6 +41,11 @@ def explain(results: dict[str, Any], analysis: dict[str, Any]) -> list[str]:
         out += _p5(results, analysis)
     if _missed(analysis, "M"):
         out += _m(analysis)
+    if _missed(analysis, "V"):
+        out += ["- **V**: the viewer answers every page from SQLite indexes "
+                "(`fi_evals/runs/run.py`) and reads with a pool of its own "
+                "(`fi_evals/runs/viewer.py`); see `benchmarks/bench_viewer.py`'s table for "
+                "which request was slow.", ""]
     return out or ["Every target holds in this run."]
 
 

@@ -131,6 +131,35 @@ def _m(an: dict[str, Any]) -> list[str]:
             f"request {_n(an['model_load_seconds'], 2)} s (median, not in the figures)."]
 
 
+_V_LABELS = {"page": "the page (HTML, JS)", "overview": "/api/runs (the overview)",
+             "first_page": "first page of rows (the target)",
+             "failing_is_json": "first page of is_json's failing rows",
+             "errored": "first page of errored rows", "last_page": "the last page",
+             "text_search": "text search (counted up to 10,000)"}
+
+
+def _v(an: dict[str, Any]) -> list[str]:
+    if an.get("skipped") or an.get("missing"):
+        return [an.get("skipped") or an["missing"]]
+    if not an.get("timings"):
+        return ["(no run finished)"]
+    rows = [[_V_LABELS.get(name, name), _n(t["cold_ms"], 1), _n(t["warm_ms"], 1),
+             f"{t['rows']} of {t['total']:,}{'+' if t['capped'] else ''}" if "rows" in t
+             else "-"] for name, t in an["timings"].items()]
+    lines = _table(["request", "cold ms", "warm ms (median of 5)", "rows"], rows, "lrrl")
+    built = (f" (built in {an['build_seconds']:.0f} s through the run store's writer)"
+             if an.get("build_seconds") else "")
+    lines += ["", (f"A {an['rows']:,}-row run{built}, served by `fi-evals view` in its own "
+                   f"process; peak RSS of that process after every request above: "
+                   f"**{an['peak_rss_mb']:.1f} MB**.")]
+    b = an.get("browser")
+    if b:
+        lines.append(f"Chromium: overview drawn {b['overview_ms']:.0f} ms after navigation; "
+                     f"first page of rows fetched and drawn {b['first_rows_ms']:.0f} ms after "
+                     f"clicking Rows (the page's own performance.now() marks).")
+    return lines
+
+
 def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
     """The target table and one table per scenario (also what the console shows)."""
     from benchmarks.report import P2_IDEAL
@@ -151,6 +180,8 @@ def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
             lines += _p5(an[key])
         elif key == "M":
             lines += _m(an[key])
+        elif key == "V":
+            lines += _v(an[key])
     return "\n".join(lines)
 
 

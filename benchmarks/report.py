@@ -34,6 +34,8 @@ M_TARGET_SCENARIOS = {"similarity, distinct texts": "embedding_similarity",
 """Issue 8 point 5: the offline embedding evaluators, all texts distinct (no cache help)."""
 M_TARGET_WHAT = ("offline embedding evaluators, short items, distinct texts (worst of "
                  "embedding_similarity and semantic_list_contains)")
+V_MAX_FIRST_PAGE_MS = 500.0
+V_MAX_RSS_MB = 200.0
 
 Run = dict[str, Any]
 
@@ -226,6 +228,36 @@ def _m_target(an: dict[str, Any]) -> dict[str, Any]:
                    worst is not None and worst >= M_MIN_ITEMS_PER_S, note)
 
 
+def _v(entry: dict[str, Any]) -> dict[str, Any]:
+    """V: the one round of ``bench_viewer.py`` (its own cold and warm figures)."""
+    ok = [run for run in entry.get("runs", []) if "error" not in run]
+    out: dict[str, Any] = {"runs": len(entry.get("runs", [])), "runs_ok": len(ok)}
+    if ok:
+        run = ok[-1]
+        out.update(rows=run["rows"], build_seconds=run.get("build_seconds"),
+                   timings=run["timings"], browser=run.get("browser"),
+                   peak_rss_mb=run["viewer_peak_rss_mb"])
+    for key in ("skipped", "missing"):
+        if key in entry:
+            out[key] = entry[key]
+    return out
+
+
+def _v_targets(an: dict[str, Any]) -> list[dict[str, Any]]:
+    v = an["V"]
+    note = v.get("missing", "")
+    rows = f"{v['rows']:,}-row run" if v.get("rows") else "the run"
+    first = v["timings"]["first_page"]["cold_ms"] if v.get("timings") else None
+    peak = v.get("peak_rss_mb")
+    return [
+        _target("V", f"fi-evals view of a {rows}: first page of rows served (cold)", first,
+                f"{first or 0:.1f} ms", f"<= {V_MAX_FIRST_PAGE_MS:g} ms",
+                first is not None and first <= V_MAX_FIRST_PAGE_MS, note),
+        _target("V", f"fi-evals view of a {rows}: viewer peak RSS", peak,
+                f"{peak or 0:.1f} MB", f"<= {V_MAX_RSS_MB:g} MB",
+                peak is not None and peak <= V_MAX_RSS_MB, note)]
+
+
 def _p4_p5_targets(an: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     if "P4" in an:
@@ -261,6 +293,9 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
         if key == "M":
             an[key] = _m(entry)
             continue
+        if key == "V":
+            an[key] = _v(entry)
+            continue
         if key in ("P4", "P5"):
             an[key] = _p4(entry) if key == "P4" else _p5(entry)
             if "missing" in entry:
@@ -275,6 +310,8 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
     targets = _p1_p3_targets(sc, an) + _p4_p5_targets(an)
     if "M" in an:
         targets.append(_m_target(an))
+    if "V" in an:
+        targets += _v_targets(an)
     return {"scenarios": an, "targets": targets}
 
 
@@ -316,4 +353,7 @@ def describe_external(key: str, result: dict[str, Any]) -> str:
     if key == "M":
         return ", ".join(f"{r['length']} {r['scenario']} {r['items_per_s']:,.0f}/s"
                          for r in result["results"])
+    if key == "V":
+        return (f"{result['rows']:,} rows: first page {result['timings']['first_page']['cold_ms']}"
+                f" ms, viewer peak RSS {result['viewer_peak_rss_mb']} MB")
     return ", ".join(f"{r['scenario']} p99 {r['p99_us']:.1f} us" for r in result["results"])

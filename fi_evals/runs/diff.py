@@ -20,11 +20,12 @@ The per-eval figures (pass rate, mean, counts) are each run's own, over all its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,14 +88,18 @@ class Diff:
         left_out = f" (all but {', '.join(self.key_excluded)})" if self.key_excluded else ""
         return f"a hash of the input fields{left_out}"
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
         if self._folder is None:
             raise RuntimeError("this diff is closed")
         db = sqlite3.connect((self._folder / "diff.sqlite").as_uri(), uri=True,
                              check_same_thread=False)
-        _attach(db, self.base, "b")
-        _attach(db, self.new, "n")
-        return db
+        try:
+            _attach(db, self.base, "b")
+            _attach(db, self.new, "n")
+            yield db
+        finally:
+            db.close()
 
     def rows(self, kind: str, *, offset: int = 0, limit: int = 50) -> list[dict[str, Any]]:
         """A page of changed (or unmatched) rows, in BASE's input order.

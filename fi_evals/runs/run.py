@@ -9,6 +9,7 @@ A connection is opened read-only per query (cheap, and safe from any thread).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -147,11 +148,17 @@ class Run:
 
     # ------------------------------------------------------------------ SQL
 
-    def _connect(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection, closed after use (its page cache goes with it)."""
         path = (self.folder / ROWS_FILE).resolve()
         if not path.exists():
             raise sqlite3.OperationalError(f"{path}: no such file")
-        return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            yield db
+        finally:
+            db.close()
 
     def _eval_index(self, label: str) -> int:
         try:
@@ -235,8 +242,11 @@ class Run:
             raise ValueError("offset and limit must be 0 or more")
         sql, args = self._where(query)
         with self._connect() as db:
+            # Ordered by the filtering index's own column: "o.idx" walks (e, verdict, idx) in
+            # order; "r.idx" would make SQLite sort every match first (180 ms of 141,000).
+            order = "o.idx" if sql.startswith("FROM outcomes") else "r.idx"
             found = db.execute(f"SELECT r.idx, r.status, r.item, r.task_output {sql} "
-                               f"ORDER BY r.idx LIMIT ? OFFSET ?",
+                               f"ORDER BY {order} LIMIT ? OFFSET ?",
                                [*args, limit, offset]).fetchall()
             rows = self._with_outcomes(db, found, preview)
         total, capped = self.count(query) if count else (None, False)
@@ -350,6 +360,7 @@ class Run:
         rows = {s: 0 for s in ROW_STATUSES}
         try:
             with self._connect() as db:
+                db.execute("BEGIN")  # one snapshot: a running run's writer commits meanwhile
                 for e, verdict, n, total, scored in db.execute(
                         "SELECT e, verdict, count(*), sum(score), count(score) FROM outcomes "
                         "GROUP BY e, verdict"):
@@ -397,7 +408,8 @@ class Run:
                 "stopped", "input_error", "error", "config", "command", "versions", "server",
                 "wall_time_seconds", "key_excluded")
         out = {k: meta.get(k) for k in keys}
-        out.update(id=self.id, status=self.status, rows=self.rows, evals=evals,
+        out.update(id=self.id, status=self.status, evals=evals,
+                   rows=sum(live[2].values()) if live else self.rows,
                    row_counts=meta.get("row_counts") or (live[2] if live else {}),
                    latency=stats.get("latency_seconds"), requests=stats.get("requests"),
                    retries=stats.get("retries"), throttled=stats.get("throttled"))

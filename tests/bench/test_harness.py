@@ -40,7 +40,7 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     out, stdout = smoke
     data = json.loads((out / "latest.json").read_text())
     results, analysis = data["results"], data["analysis"]
-    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5", "M"]
+    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5", "M", "V"]
     assert results["meta"]["smoke"] and results["meta"]["machine"]["cores"] >= 1
     for key in ("P1", "P2", "P3"):
         for name, c in analysis["scenarios"][key]["contenders"].items():
@@ -52,8 +52,12 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     assert not any(name.startswith("official") for name in p1)  # no venv in make test
     assert analysis["scenarios"]["P4"]["sizes"]
     assert set(analysis["scenarios"]["P5"]["scenarios"]) == {"burst", "service"}
-    assert len(analysis["targets"]) == 8
+    assert len(analysis["targets"]) == 10
     assert "P1" in stdout and "Targets" in stdout
+    v = analysis["scenarios"]["V"]
+    assert v["runs_ok"] == v["runs"] == 1 and v["rows"] == SMOKE.v_rows
+    assert v["timings"]["first_page"]["rows"] == 50 and v["peak_rss_mb"] > 0
+    assert [t["holds"] for t in analysis["targets"] if t["scenario"] == "V"] == [True, True]
 
 
 _HAS_MODELS = all(importlib.util.find_spec(name) is not None
@@ -108,7 +112,8 @@ def test_sdk_chunks_fill_whole_waves() -> None:
 
 def test_full_sizes_are_the_issues() -> None:
     assert (FULL.p1, FULL.p2, FULL.p3, FULL.p4) == (100_000, 5_000, 20_000, (10_000, 1_000_000))
-    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5", "M"]
+    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5", "M", "V"]
+    assert FULL.v_rows == 1_000_000
     assert (FULL.m_items, FULL.m_lengths) == (3_000, ("short", "sentence"))
     (m,) = [s for s in scenarios(FULL) if s.key == "M"]
     assert bench_run._external_args(m, FULL) == ["--items", "3000", "--length", "short",
