@@ -135,7 +135,15 @@ _V_LABELS = {"page": "the page (HTML, JS)", "overview": "/api/runs (the overview
              "first_page": "first page of rows (the target)",
              "failing_is_json": "first page of is_json's failing rows",
              "errored": "first page of errored rows", "last_page": "the last page",
-             "text_search": "text search (counted up to 10,000)"}
+             "text_search": "text search: its first page",
+             "text_count": "text search: its count (a scan, up to 10,000)"}
+
+
+def _v_held(t: dict[str, Any]) -> str:
+    if "total" not in t:
+        return "-"
+    total = "?" if t["total"] is None else f"{t['total']:,}{'+' if t['capped'] else ''}"
+    return f"{t['rows']} of {total}" if "rows" in t else f"counted {total}"
 
 
 def _v(an: dict[str, Any]) -> list[str]:
@@ -144,8 +152,7 @@ def _v(an: dict[str, Any]) -> list[str]:
     if not an.get("timings"):
         return ["(no run finished)"]
     rows = [[_V_LABELS.get(name, name), _n(t["cold_ms"], 1), _n(t["warm_ms"], 1),
-             f"{t['rows']} of {t['total']:,}{'+' if t['capped'] else ''}" if "rows" in t
-             else "-"] for name, t in an["timings"].items()]
+             _v_held(t)] for name, t in an["timings"].items()]
     lines = _table(["request", "cold ms", "warm ms (median of 5)", "rows"], rows, "lrrl")
     built = (f" (built in {an['build_seconds']:.0f} s through the run store's writer)"
              if an.get("build_seconds") else "")

@@ -307,7 +307,7 @@ def _describe_source(items: ItemSource) -> str:
         return "stdin" if text == "-" else str(Path(text).resolve())
     kind = type(items).__name__
     try:
-        return f"{kind} of {len(items):,} rows"  # type: ignore[arg-type]
+        return f"{kind} of {len(items):,} rows"
     except TypeError:
         return kind
 

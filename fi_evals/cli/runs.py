@@ -251,8 +251,8 @@ def render_diff(diff: Any, show: int) -> list[str]:
                f"{diff.only_base:,} only in base, {diff.only_new:,} only in new")
     lines = [f"base  {b.id}  ({b.rows:,} rows, {b.verdict or b.status})",
              f"new   {n.id}  ({n.rows:,} rows, {n.verdict or n.status})", matched, ""]
-    table = [("eval", "base pass rate", "new pass rate", "change", "base mean", "new mean",
-              "change", "regressed", "fixed")]
+    table: list[tuple[str, ...]] = [("eval", "base pass rate", "new pass rate", "change",
+                                      "base mean", "new mean", "change", "regressed", "fixed")]
     for e in diff.evals:
         base_rate = f"{_pct(e.base['pass_rate'])} ({e.base['passed']:,}/{e.base['graded']:,})"
         table.append((e.label, base_rate,

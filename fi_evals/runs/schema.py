@@ -124,7 +124,7 @@ def without_fields(item: Mapping[str, Any], paths: Sequence[str]) -> Mapping[str
     for path in paths:
         if path in out:
             out = dict(out)
-            del out[path]  # type: ignore[attr-defined]
+            del out[path]
         elif "." in path:
             out = _drop(out, path.split("."))
     return out

@@ -10,8 +10,10 @@ step) holds one page of rows at a time; every filter runs here, on SQLite indexe
 
 - ``GET /``: the page;
 - ``GET /api/runs``: every opened run's overview (:meth:`Run.overview`);
-- ``GET /api/runs/{n}/rows?eval=&verdict=&q=&offset=&limit=``: a page of run ``n``'s rows
-  (``n`` is the run's position on the command line, from 0), with the count of matches;
+- ``GET /api/runs/{n}/rows?eval=&verdict=&q=&offset=&limit=&count=``: a page of run ``n``'s
+  rows (``n`` is the run's position on the command line, from 0), with the count of matches
+  unless ``count=false`` (the page asks a text search's count apart: it scans the run);
+- ``GET /api/runs/{n}/count?eval=&verdict=&q=``: that count alone;
 - ``GET /api/runs/{n}/rows/{index}``: one row in full;
 - ``GET /api/diff?base=&new=&key=``: two runs compared (:mod:`fi_evals.runs.diff`; computed
   once per pair and key, then kept while the viewer runs);
@@ -144,10 +146,22 @@ def create_app(runs: Sequence[Run], *, allowed_hosts: set[str] | None = None) ->
 
     @app.get("/api/runs/{n}/rows")
     async def rows(n: int, eval: str | None = None, verdict: str | None = None,
-             q: str | None = None, offset: int = query(0, ge=0),
-             limit: int = query(VIEW_PAGE_SIZE, ge=1, le=VIEW_MAX_PAGE_SIZE)) -> Any:
+                   q: str | None = None, offset: int = query(0, ge=0),
+                   limit: int = query(VIEW_PAGE_SIZE, ge=1, le=VIEW_MAX_PAGE_SIZE),
+                   count: bool = True) -> Any:
         filt = RowQuery(eval=eval or None, verdict=verdict or None, text=q or None)
-        return await answer(lambda: run_at(n).page(filt, offset=offset, limit=limit))
+        return await answer(lambda: run_at(n).page(filt, offset=offset, limit=limit,
+                                                   count=count))
+
+    @app.get("/api/runs/{n}/count")
+    async def count_rows(n: int, eval: str | None = None, verdict: str | None = None,
+                         q: str | None = None) -> Any:
+        filt = RowQuery(eval=eval or None, verdict=verdict or None, text=q or None)
+
+        def work() -> Any:
+            total, capped = run_at(n).count(filt)
+            return {"total": total, "total_capped": capped}
+        return await answer(work)
 
     @app.get("/api/runs/{n}/rows/{index}")
     async def row(n: int, index: int) -> Any:

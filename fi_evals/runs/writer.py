@@ -54,7 +54,7 @@ _SCORE_TYPES = ("score", "numeric")
 
 def now_iso() -> str:
     """The current time, ISO 8601 with the local UTC offset (what meta.json records)."""
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")  # noqa: UP017
 
 
 class _Histogram:

@@ -56,7 +56,12 @@ def test_rows_paged_and_filtered_on_the_server(viewer: tuple[RunningViewer, list
     assert failing_json["total"] == t.graded - t.passed
     assert all(r["outcomes"]["is_json"]["verdict"] == "failed" for r in failing_json["rows"])
     text = get(running, "api/runs/0/rows", q="order 42?").json()
-    assert [r["index"] for r in text["rows"]] == [42]
+    assert [r["index"] for r in text["rows"]] == [42] and text["total"] == 1
+    uncounted = get(running, "api/runs/0/rows", q="order 4", count="false").json()
+    assert uncounted["total"] is None and len(uncounted["rows"]) == 11  # 4, 40..49
+    assert get(running, "api/runs/0/count", q="order 4").json() == {"total": 11,
+                                                                   "total_capped": False}
+    assert get(running, "api/runs/0/count", verdict="errored").json()["total"] == 2
     detail = get(running, "api/runs/0/rows/18").json()
     assert detail["status"] == "errored" and detail["outcomes"]["close"]["error"]["type"] == \
         "TaskError"
