@@ -308,6 +308,19 @@ def run_fuzz(server: Any, schema: Any, eval_ids: Sequence[str]) -> Findings:
     return findings
 
 
+def _send(session: requests.Session, kwargs: Mapping[str, Any]) -> requests.Response:
+    """Send one request; once more on a fresh connection if the pooled one was dropped.
+
+    A server that closes a keep-alive connection after a failure (a 500 that escaped) makes
+    the *next* request on it fail: that one is retried, so that a finding names the request
+    that caused it. A request that gets no answer twice is a finding of its own.
+    """
+    try:
+        return session.request(**kwargs, timeout=REQUEST_TIMEOUT_S)
+    except requests.ConnectionError:
+        return session.request(**kwargs, timeout=REQUEST_TIMEOUT_S)
+
+
 def _fuzz_one(operation: Any, strategy: st.SearchStrategy[Draw], base_url: str,
               keys: Mapping[str, str], session: requests.Session, findings: Findings,
               stop_at: float) -> None:
@@ -324,7 +337,7 @@ def _fuzz_one(operation: Any, strategy: st.SearchStrategy[Draw], base_url: str,
         kwargs = draw.request(base_url, keys)
         findings.sent += 1
         try:
-            response = session.request(**kwargs, timeout=REQUEST_TIMEOUT_S)
+            response = _send(session, kwargs)
         except requests.RequestException as exc:  # no answer at all: worse than a 5xx
             findings.add_error(label, None, _curl(kwargs), exc)
             return
