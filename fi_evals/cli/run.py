@@ -12,6 +12,10 @@ stdout. Exit status, said again by the summary's last line:
 
 Without ``FI_BASE_URL`` every command starts an embedded reference server on 127.0.0.1 and
 stops it at exit (see :mod:`fi_evals.cli._embedded`); the ``--judge-*`` flags configure it.
+
+Every run is kept in the run store (:mod:`fi_evals.runs`; ``--no-save`` to skip) for
+``fi-evals runs``, ``view`` and ``diff`` (:mod:`fi_evals.cli.runs`); ``--junit`` and
+``--summary-md`` write CI reports (:mod:`fi_evals.batch.formats`).
 """
 
 from __future__ import annotations
@@ -299,7 +303,7 @@ def _store_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
     ``save: false`` in the config) says otherwise, and then ignores the run's name."""
     save = args.save if args.save is not None else config.get("save", True)
     if not isinstance(save, bool):
-        raise ValueError(f"save: expected true or false, not {save!r}")
+        raise ValueError(f"save: expected true or false, not {save!r}")  # noqa: TRY004
     if not save:
         return {"save": False, "run_name": None, "runs_dir": None}
     name = args.run_name if args.run_name is not None else config.get("run_name")
@@ -332,7 +336,7 @@ def run_batch(args: argparse.Namespace) -> int:
     state = args.state or (f"{options['journal']}.server" if options["journal"] else None)
     from fi_evals.runs.store import RECORDED_COMMAND
 
-    RECORDED_COMMAND.set(shlex.join(["fi-evals", *sys.argv[1:]]))
+    recorded = RECORDED_COMMAND.set(shlex.join(["fi-evals", *sys.argv[1:]]))
     try:
         with connect(state, models=model_settings(args, config),
                      given=given_model_options(args, config)) as server, \
@@ -347,6 +351,8 @@ def run_batch(args: argparse.Namespace) -> int:
         return _fail_on(exc)
     except KeyboardInterrupt:  # before or after the batch (during it, the batch handles it)
         return _fail("interrupted", EXIT_FAILED)
+    finally:
+        RECORDED_COMMAND.reset(recorded)
     print(render_summary(result, cli=True), flush=True)
     if result.stopped in ("interrupted", "deadline"):
         print(_resume_hint(options["journal"]), file=sys.stderr)
