@@ -165,6 +165,21 @@ REGEX_TIMEOUT_SECONDS = 0.5
 REGEX_MAX_PATTERN_LENGTH = 10_000
 """Longest pattern the `regex` template accepts, in characters."""
 
+# --- Isolated evaluations (fi_evals/server/isolation.py) ---
+ISOLATION_WORKERS = 2
+"""Child processes per server (or `fi-evals worker`) that run the evaluators without a natural
+cost bound: regex and json_schema always, the quadratic similarity templates above
+``ISOLATION_INLINE_CHARS``."""
+ISOLATION_ITEM_SECONDS = 2.0
+"""Wall-clock seconds one isolated item (or one parameter check) may take; past it the parent
+kills the child, records the item ``failed`` and carries on with a fresh child."""
+ISOLATION_MEMORY_MB = 1024
+"""Address-space cap (``RLIMIT_AS``, MiB) of each isolated child process."""
+ISOLATION_INLINE_CHARS = 10_000
+"""Longest text input (characters) that fuzzy_match, levenshtein_similarity, rouge_score and
+bleu_score evaluate in the server process; longer items run isolated (a 10,000-character pair
+takes about 5 ms or less inline on 2 cores)."""
+
 # --- Batch engine (fi_evals/batch/) ---
 BATCH_CHUNK_SIZE = 50
 """Items per request of `evaluate_batch` when the input's length is unknown (files, generators);

@@ -103,3 +103,39 @@ def model_settings(args: argparse.Namespace,
             value = _DEFAULTS.get(name)
         out[name] = value
     return out
+
+
+# --------------------------------------------------------------------------- isolation options
+# The same flags on `serve` and `worker`: a Celery worker runs the evaluations of an API node
+# and must hold them to the same limits (fi_evals/server/isolation.py).
+
+ISOLATION_OPTIONS = ("isolation_workers", "isolation_item_seconds", "isolation_memory_mb",
+                     "isolation_inline_chars")
+
+
+def add_isolation_options(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--isolation-*`` flags (defaults from :mod:`fi_evals._constants`)."""
+    group = parser.add_argument_group(
+        "isolated evaluations",
+        "regex and json_schema, and fuzzy_match, levenshtein_similarity, rouge_score and\n"
+        "bleu_score items above --isolation-inline-chars, run in child processes under a\n"
+        "per-item time limit and a memory cap; an item past a limit is recorded failed.")
+    group.add_argument("--isolation-workers", type=positive_int, metavar="N",
+                       default=C.ISOLATION_WORKERS,
+                       help=f"child processes (default {C.ISOLATION_WORKERS})")
+    group.add_argument("--isolation-item-seconds", type=positive_float, metavar="SECONDS",
+                       default=C.ISOLATION_ITEM_SECONDS,
+                       help="wall-clock seconds per item; past it the child is killed and "
+                            f"replaced (default {C.ISOLATION_ITEM_SECONDS:g})")
+    group.add_argument("--isolation-memory-mb", type=positive_int, metavar="MB",
+                       default=C.ISOLATION_MEMORY_MB,
+                       help=f"address-space cap of each child (default {C.ISOLATION_MEMORY_MB})")
+    group.add_argument("--isolation-inline-chars", type=non_negative_int, metavar="N",
+                       default=C.ISOLATION_INLINE_CHARS,
+                       help="longest text the similarity templates evaluate in-process "
+                            f"(default {C.ISOLATION_INLINE_CHARS})")
+
+
+def isolation_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``ServerConfig`` fields of :func:`add_isolation_options`."""
+    return {name: getattr(args, name) for name in ISOLATION_OPTIONS}

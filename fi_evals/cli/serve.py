@@ -18,7 +18,9 @@ from typing import IO, Any
 
 from fi_evals import _constants as C
 from fi_evals.cli._args import (
+    add_isolation_options,
     add_model_options,
+    isolation_settings,
     model_settings,
     non_negative_int,
     positive_float,
@@ -100,6 +102,7 @@ def add_parser(subparsers: Any) -> None:
                    help="seconds to wait for in-flight work on SIGTERM")
     _add_limit_options(p)
     add_model_options(p)
+    add_isolation_options(p)
     knobs = p.add_argument_group("test knobs (off by default, logged loudly when on)")
     knobs.add_argument("--sim-latency-ms", type=non_negative_int, metavar="MS",
                        default=C.DEFAULT_SIM_LATENCY_MS,
@@ -179,7 +182,7 @@ def _config(args: argparse.Namespace) -> Any:
         compat=args.compat, drain_timeout=args.drain_timeout, access_log=args.access_log,
         backend=args.backend,
         **_limit_settings(args),
-        **model_settings(args),
+        **model_settings(args), **isolation_settings(args),
     )
 
 

@@ -19,7 +19,12 @@ import sys
 from typing import Any
 
 from fi_evals import _constants as C
-from fi_evals.cli._args import positive_float, positive_int
+from fi_evals.cli._args import (
+    add_isolation_options,
+    isolation_settings,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["READY_LINE_PREFIX", "add_parser", "run"]
 
@@ -73,36 +78,45 @@ def add_parser(subparsers: Any) -> None:
                    help="Celery node name (default fi-evals-PID@HOSTNAME)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity (stderr)")
+    add_isolation_options(p)
     p.set_defaults(func=run)
 
 
-def _model_config() -> Any:
+def _model_config(args: argparse.Namespace) -> Any:
     """The judge and offline-model settings from the environment (as ``fi-evals serve`` reads
-    them), so that workers run model-judged templates like the API nodes."""
+    them), so that workers run model-judged templates like the API nodes, and the isolation
+    limits of the flags."""
     from fi_evals.server.config import ServerConfig
 
     return ServerConfig(judge_url=os.environ.get(C.ENV_JUDGE_BASE_URL) or None,
                         judge_model=os.environ.get(C.ENV_JUDGE_MODEL) or None,
                         judge_api_key=os.environ.get(C.ENV_JUDGE_API_KEY) or None,
                         embedding_model=os.environ.get(C.ENV_EMBEDDING_MODEL) or None,
-                        embedding_precision=os.environ.get(C.ENV_EMBEDDING_PRECISION) or None)
+                        embedding_precision=os.environ.get(C.ENV_EMBEDDING_PRECISION) or None,
+                        **isolation_settings(args))
 
 
-def _build(args: argparse.Namespace) -> Any:
-    """The configured Celery app with the chunk task registered."""
+def _build(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The configured Celery app with the chunk task registered, and its isolation pool."""
     from fi_evals.server.evaluators import Registry
+    from fi_evals.server.isolation import IsolationLimits, IsolationPool, isolate
     from fi_evals.server.redis_backend.celery_app import load_evaluators, make_celery
     from fi_evals.server.redis_backend.celery_app import register_task
     from fi_evals.server.redis_backend.settings import BackendURL
 
     backend = BackendURL.parse(args.backend)
-    registry = Registry.default(load_evaluators(args.evaluators), config=_model_config())
+    config = _model_config(args)
+    pool = IsolationPool(IsolationLimits.from_config(config))
+    registry = isolate(Registry.default(load_evaluators(args.evaluators), config=config), pool)
+    if args.pool != "prefork":  # prefork children start their own, lazily (after the fork)
+        pool.start()
     app = make_celery(backend, visibility_timeout=args.visibility_timeout,
                       restore_interval=args.restore_interval)
     register_task(app, backend, registry)
     logging.getLogger("fi_evals.server.worker").info(
-        "worker for %s: %r, pool %s x %d", backend, registry, args.pool, args.concurrency)
-    return app
+        "worker for %s: %r, pool %s x %d, isolation %r", backend, registry, args.pool,
+        args.concurrency, pool)
+    return app, pool
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     try:
-        app = _build(args)
+        app, pool = _build(args)
     except (ValueError, ImportError, AttributeError) as exc:
         print(f"fi-evals worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -138,4 +152,6 @@ def run(args: argparse.Namespace) -> int:
         app.worker_main(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
+    finally:
+        pool.stop()
     return EXIT_OK

@@ -15,6 +15,7 @@ from fi_evals.server.app import build_fastapi
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators import BaseEvaluator, Registry
 from fi_evals.server.executor import CountFn, Executor, ThreadWorkerPool
+from fi_evals.server.isolation import IsolationLimits, IsolationPool, isolate
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.middleware import Gateway
 from fi_evals.server.service import EvalService
@@ -44,7 +45,9 @@ def sqlite_store(config: ServerConfig) -> JobStore:
 class Application:
     """One server's parts; :meth:`start` recovers the store and starts the executor.
 
-    ``asgi`` is what uvicorn serves (the gateway around the FastAPI app).
+    ``asgi`` is what uvicorn serves (the gateway around the FastAPI app). The registry's
+    evaluators without a natural cost bound run in ``isolation``'s child processes
+    (:mod:`fi_evals.server.isolation`); :meth:`stop_isolation` ends them.
     """
 
     def __init__(self, config: ServerConfig, *, registry: Registry | None = None,
@@ -53,7 +56,9 @@ class Application:
         if config.api_key is None:
             raise ValueError("the config has no keys: call config.with_keys() first")
         self.config = config
-        self.registry = registry if registry is not None else Registry.default(config=config)
+        self.isolation = IsolationPool(IsolationLimits.from_config(config))
+        self.registry = isolate(registry if registry is not None
+                                else Registry.default(config=config), self.isolation)
         backend = None
         if config.backend is not None and store is None and executor_factory is None:
             from fi_evals.server.redis_backend.wiring import RedisBackend  # needs [redis]
@@ -74,7 +79,12 @@ class Application:
 
     def start(self) -> None:
         self.store.recover()
+        self.isolation.start()
         self.executor.start()
+
+    def stop_isolation(self) -> None:
+        """Kill the isolated child processes (after the executor stopped)."""
+        self.isolation.stop()
 
     def __repr__(self) -> str:
         return f"<Application {self.config!r} {self.registry!r} store={self.store!r}>"

@@ -22,6 +22,25 @@ def generate_key_pair() -> tuple[str, str]:
     return "fik_" + secrets.token_urlsafe(18), "fis_" + secrets.token_urlsafe(30)
 
 
+_MIN_ISOLATION_MEMORY_MB = 128  # a child with the evaluators loaded maps ~60 MB before any work
+
+
+def _isolation_problems(config: ServerConfig) -> list[str]:
+    problems = []
+    if config.isolation_workers < 1:
+        problems.append(f"isolation_workers must be at least 1, not {config.isolation_workers}")
+    if not config.isolation_item_seconds > 0:
+        problems.append("isolation_item_seconds must be positive, not "
+                        f"{config.isolation_item_seconds}")
+    if config.isolation_memory_mb < _MIN_ISOLATION_MEMORY_MB:
+        problems.append(f"isolation_memory_mb must be at least {_MIN_ISOLATION_MEMORY_MB}, "
+                        f"not {config.isolation_memory_mb}")
+    if config.isolation_inline_chars < 0:
+        problems.append("isolation_inline_chars must be 0 or more, not "
+                        f"{config.isolation_inline_chars}")
+    return problems
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """Everything a reference server needs to start.
@@ -75,6 +94,13 @@ class ServerConfig:
         embedding_precision: ``int8`` (about 1.4x faster; similarities within ~0.01 of fp32)
             or ``fp32`` (the published weights unchanged); None: ``$FI_EMBEDDING_PRECISION``,
             else int8.
+        isolation_workers: child processes running the evaluators without a natural cost
+            bound (``fi_evals.server.isolation``: regex, json_schema, large similarity items).
+        isolation_item_seconds: wall-clock seconds one isolated item may take (the item then
+            fails and its child process is replaced).
+        isolation_memory_mb: address-space cap (``RLIMIT_AS``, MiB) of each child process.
+        isolation_inline_chars: longest text input the quadratic similarity templates
+            evaluate in-process; longer items run isolated.
     """
 
     host: str = C.DEFAULT_HOST
@@ -116,6 +142,10 @@ class ServerConfig:
     judge_timeout: float = C.JUDGE_TIMEOUT
     embedding_model: str | None = None
     embedding_precision: str | None = None
+    isolation_workers: int = C.ISOLATION_WORKERS
+    isolation_item_seconds: float = C.ISOLATION_ITEM_SECONDS
+    isolation_memory_mb: int = C.ISOLATION_MEMORY_MB
+    isolation_inline_chars: int = C.ISOLATION_INLINE_CHARS
 
     def __post_init__(self) -> None:
         problems = []
@@ -144,6 +174,7 @@ class ServerConfig:
             problems.append(f"embedding_precision must be one of "
                             f"{', '.join(C.EMBEDDING_PRECISIONS)}, not "
                             f"{self.embedding_precision!r}")
+        problems.extend(_isolation_problems(self))
         if (self.api_key is None) != (self.secret_key is None):
             problems.append("give both api_key and secret_key, or neither")
         if self.backend is not None:

@@ -107,6 +107,7 @@ class RunningServer:
             time.sleep(0.02)
         drained = gateway.inflight == 0
         workers_done = self.app.executor.stop(max(0.0, deadline - time.monotonic()))
+        self.app.stop_isolation()
         self._uv.should_exit = True  # type: ignore[attr-defined]
         self._thread.join(max(1.0, deadline - time.monotonic()))
         if self._thread.is_alive():
@@ -189,6 +190,7 @@ def start_server(config: ServerConfig, *, evaluators: Iterable[BaseEvaluator] | 
     while not uv_server.started:
         if failure or not thread.is_alive() or time.monotonic() > deadline:
             app.executor.stop(1.0)
+            app.stop_isolation()
             app.store.close()
             sock.close()
             raise RuntimeError(f"the server did not start: {failure[0] if failure else 'timeout'}")

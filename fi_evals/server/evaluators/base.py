@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from fi_evals.catalogue import Template
 
@@ -22,6 +22,11 @@ ItemInputs = Mapping[str, Union[str, list[str]]]
 """One item's inputs: key -> string, or list of strings for list-kind keys."""
 
 Output = Union[str, float, list[str]]
+
+Isolation = Literal["always", "large"]
+"""Where the server runs an evaluator (``fi_evals.server.isolation``): ``"always"`` in an
+isolated child process (its parameters are programs: patterns, schemas), ``"large"`` in-process
+up to the inline size cap and isolated above it (quadratic cost in the text length)."""
 
 
 @dataclass(frozen=True)
@@ -41,9 +46,14 @@ class BaseEvaluator:
 
     Evaluators that gain from batching (models) override :meth:`evaluate_many`.
     Instances are shared by all worker threads: keep them free of per-call state.
+
+    ``isolation`` (None: in-process) asks the server to run the evaluator in its isolated child
+    processes, with a per-item time limit and a memory cap; such an evaluator must pickle
+    (a module-level class whose state pickles), as it is sent to the children.
     """
 
     template: Template
+    isolation: Isolation | None = None
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Reject parameters the schema cannot judge (a bad regex, an invalid JSON schema).

@@ -25,6 +25,12 @@ Choices worth knowing (each also shows in the outcome's ``reason``):
 * ``json_schema`` picks the draft from ``$schema`` (default 2020-12), does not assert
   ``format`` (the JSON Schema default) and never retrieves remote ``$ref`` documents.
 * Identical texts score 1.0 on every similarity template, two empty texts included.
+
+Isolation (``fi_evals.server.isolation``): ``regex`` and ``json_schema`` run their parameter
+checks and every item in the server's isolated child processes (a pattern or a schema is a
+program: compiling ``(?:(?:a{1000}){1000}){1000}`` allocates without bound, ``re`` backtracks
+for ever under a schema ``pattern`` while holding the GIL); the quadratic similarity templates
+do so for items above the inline size cap.
 """
 
 from __future__ import annotations
@@ -56,7 +62,13 @@ from fi_evals._constants import (
     REGEX_TIMEOUT_SECONDS,
 )
 from fi_evals.catalogue import CATALOGUE, Template
-from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
+from fi_evals.server.evaluators.base import (
+    BaseEvaluator,
+    EvaluationError,
+    Isolation,
+    ItemInputs,
+    Outcome,
+)
 
 __all__ = ["DeterministicEvaluator", "deterministic_evaluators", "param_defaults"]
 
@@ -69,6 +81,11 @@ _PARAM_CHECKS: dict[str, ParamCheck] = {}
 _CACHE_SIZE = 512
 """Distinct regex patterns / JSON schemas kept compiled (a benchmark uses a handful)."""
 _QUOTE_LIMIT = 60
+_ISOLATION: dict[str, Isolation] = {
+    "regex": "always", "json_schema": "always",  # user-supplied programs
+    **dict.fromkeys(("fuzzy_match", "levenshtein_similarity", "rouge_score", "bleu_score"),
+                    "large"),  # quadratic (or, for BLEU's n-gram tables, large) in the text
+}
 
 
 def param_defaults(template: Template) -> dict[str, Any]:
@@ -89,6 +106,7 @@ class DeterministicEvaluator(BaseEvaluator):
         self._compute = compute
         self._check = check
         self._defaults = param_defaults(template)
+        self.isolation = _ISOLATION.get(template.name)
 
     def check_params(self, params: Params) -> None:
         """Checks the schema cannot express (pattern compiles, schema is a valid schema...).
