@@ -108,8 +108,6 @@ def _build(args: argparse.Namespace) -> tuple[Any, Any]:
     config = _model_config(args)
     pool = IsolationPool(IsolationLimits.from_config(config))
     registry = isolate(Registry.default(load_evaluators(args.evaluators), config=config), pool)
-    if args.pool != "prefork":  # prefork children start their own, lazily (after the fork)
-        pool.start()
     app = make_celery(backend, visibility_timeout=args.visibility_timeout,
                       restore_interval=args.restore_interval)
     register_task(app, backend, registry)

@@ -79,7 +79,6 @@ class Application:
 
     def start(self) -> None:
         self.store.recover()
-        self.isolation.start()
         self.executor.start()
 
     def stop_isolation(self) -> None:

@@ -36,9 +36,11 @@ limit (the door limits of :mod:`fi_evals.server.limits` bound what reaches here)
 Why not simpler: ``RLIMIT_CPU`` counts the whole process's CPU, not one item's, and cannot
 interrupt a wait; ``concurrent.futures.ProcessPoolExecutor`` cannot kill one worker without
 breaking the whole pool. Each child is a fresh interpreter (see :class:`_Child` for why not
-``multiprocessing``), about 0.5 s to start: children are started in the background when the
-server starts and after each kill or retirement, and reused, so that no request waits for one
-unless every child was just replaced. A forked copy of the pool (a Celery prefork child)
+``multiprocessing``), about 0.5 s to start. Children start with the first isolated work of a
+server (which waits for one; the others start meanwhile), not with the server: a server that
+never sees such work runs none, and the start of one that does costs nothing else (``make
+bench`` P1 measures throughput right after a start). Then they are reused, and replaced in the
+background after each kill or retirement. A forked copy of the pool (a Celery prefork child)
 starts its own.
 """
 
@@ -182,7 +184,7 @@ class IsolationPool:
 
     def start(self) -> None:
         """Start the missing children in the background (about 0.5 s each; nothing waits for
-        them unless it needs a child)."""
+        them unless it needs a child). Optional: work starts children on demand."""
         threading.Thread(target=self._warm, name="fi-evals-isolation-start", daemon=True).start()
 
     def _warm(self) -> None:
@@ -229,8 +231,11 @@ class IsolationPool:
                     return self._idle.pop()
                 if self._room():
                     self._starting += 1
+                    first = not self._all and self._starting == 1
                     break
                 self._cond.wait()
+        if first and self.limits.workers > 1:
+            self.start()  # the first isolated work of this server: warm the others meanwhile
         return self._start_child()
 
     def _room(self) -> bool:
