@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test fuzz bench clean services
+.PHONY: help venv demo test test-pythons dist fuzz bench clean services
 
 help:
 	@echo "make demo   score the bundled dataset on an embedded local server"
 	@echo "make test   run the whole test suite"
 	@echo "make fuzz   fuzz the server from its OpenAPI for longer than make test does"
+	@echo "make test-pythons  make test, then the suite without models on the other supported Pythons"
+	@echo "make dist   build the sdist and wheel into dist/ and check them (twine check)"
 	@echo "make bench  run the benchmarks (writes benchmarks/results/)"
 	@echo "make clean  remove the virtualenv and build leftovers"
 
@@ -38,6 +40,26 @@ services:
 test: $(STAMP) services
 	$(PY) -m pytest
 
+# make test, then the suite that needs no model on each other supported Python found here
+# (noxfile.py; .nox/ holds its virtualenvs, made anew on every run).
+test-pythons: test
+	$(PY) -m nox
+
+# The release artifacts: sdist, then the wheel built from it, into dist/ (`python -m build`
+# builds both in isolated environments), then `twine check`. The dist extra holds the tools;
+# tests/packaging builds a copy of the tree with DIST_STAMP= and PY= set to its interpreter.
+DIST_STAMP := $(VENV)/.dist-installed
+
+$(DIST_STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -e '.[dist]'
+	@touch $(DIST_STAMP)
+
+dist: $(DIST_STAMP)
+	rm -rf dist *.egg-info  # a stale egg-info's SOURCES.txt would add its files to the sdist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
+
 # The fuzz of tests/server/test_fuzz.py with a larger budget (make test runs a short one):
 # schemathesis draws requests from the server's OpenAPI; any 5xx fails, listed with a curl
 # command. FUZZ_SEED=n draws another sequence.
@@ -62,4 +84,4 @@ bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.run --official-venv $(OFFICIAL_VENV)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache benchmarks/.venv-official
+	rm -rf $(VENV) build dist .nox *.egg-info .pytest_cache benchmarks/.venv-official

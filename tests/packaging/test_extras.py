@@ -1,12 +1,13 @@
 """Each extra installs what it uses: one fresh virtualenv per extra, only its declared dependencies.
 
-The project is built into a wheel once (from a copy of the files an sdist holds, so package data
-is checked and the work tree is left alone), then every extra gets its own ``python -m venv``
-into which pip installs ``fi_evals-*.whl[EXTRA]`` and nothing else: no pip, no pytest, no
-test-suite helpers, no ``PYTHONPATH``. Each test then runs in that venv what the extra
-promises (the ``fi-evals`` commands, real servers on 127.0.0.1), so a dependency that the
-project's own venv happens to have through another package (``packaging`` through pytest, for
-kombu's Redis transport) fails here.
+The release artifacts are built once per session by ``make dist`` (the ``dist_artifacts``
+fixture of conftest.py: a copy of the tree, so the work tree is left alone), then every extra
+gets its own ``python -m venv`` into which pip installs the built ``fi_evals-*.whl[EXTRA]`` and
+nothing else: no pip, no pytest, no test-suite helpers, no ``PYTHONPATH`` (the ``server`` extra
+is also installed from the sdist, and both run the same checks). Each test then runs in that
+venv what the extra promises (the ``fi-evals`` commands, real servers on 127.0.0.1), so a
+dependency that the project's own venv happens to have through another package (``packaging``
+through pytest, for kombu's Redis transport) fails here.
 
 Speed: pip's own HTTP cache stays empty on this machine (the registry's answers carry no cache
 headers), so downloads go to a persistent wheelhouse instead (``$FI_EVALS_TEST_WHEELHOUSE``, else
@@ -34,12 +35,14 @@ import sys
 import textwrap
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from _artifacts import Artifacts
 
 from fi_evals import Evaluator
 from fi_evals import _constants as C
@@ -56,11 +59,10 @@ CHECKED_EXTRAS = ("server", "pandas", "redis", "models", "yaml")
 DEV_EXTRAS = {
     "test": "installed by `make test` into .venv: the whole suite is its check",
     "bench": "installed by `make bench` on top of .venv[test]: the benchmarks are its check",
+    "test-core": "installed by `make test-pythons` (nox) on each other supported Python",
+    "dist": "in .venv through test: the dist_artifacts fixture runs `make dist` with it",
 }
 """Extras that no fresh venv checks, and why."""
-
-SDIST_FILES = ("setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "LICENSE", "setup.py")
-"""The top-level files a build may read (those present are copied), besides ``fi_evals/``."""
 
 API_KEY = "extras-test-api-key"
 SECRET_KEY = "extras-test-secret-key"
@@ -186,15 +188,24 @@ class Venv:
                                  cwd=self.work, env=env or child_env())
 
 
-def build_venv(extra: str, wheel: Path, folder: Path) -> Venv:
-    """``python -m venv`` + pip install ``WHEEL[EXTRA]`` through the wheelhouse."""
+def build_requirements() -> list[str]:
+    """``[build-system] requires`` of pyproject.toml: what pip needs to build the sdist."""
+    with open(REPO / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["build-system"]["requires"])
+
+
+def build_venv(extra: str, artifact: Path, folder: Path) -> Venv:
+    """``python -m venv`` + pip install ``ARTIFACT[EXTRA]`` (the wheel or the sdist) through the
+    wheelhouse."""
     root = folder / extra
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True,
                    timeout=120, stdin=subprocess.DEVNULL)
     venv = Venv(extra, root)
-    requirement = f"{wheel}[{extra}]"
+    requirement = f"{artifact}[{extra}]"
     house = wheelhouse()
     with locked(house):
+        if artifact.name.endswith(".tar.gz"):  # pip builds it: the build backend from the house
+            pip("download", "-q", "-d", str(house), *build_requirements())
         # The project's own wheel must never come from the wheelhouse (same file name, older
         # content): pip download copies it there, so it is removed before and after.
         for stale in house.glob("fi_evals-*"):
@@ -210,35 +221,20 @@ def build_venv(extra: str, wheel: Path, folder: Path) -> Venv:
 
 
 @pytest.fixture(scope="module")
-def project_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built once from a copy of what its sdist holds."""
-    src = tmp_path_factory.mktemp("src")
-    for name in SDIST_FILES:
-        if (REPO / name).exists():
-            shutil.copy2(REPO / name, src / name)
-    shutil.copytree(REPO / "fi_evals", src / "fi_evals",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path_factory.mktemp("dist")
-    pip("wheel", "-q", "--no-deps", "-w", str(out), str(src))
-    wheels = sorted(out.glob("fi_evals-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
+def venv_for(dist_artifacts: Artifacts,
+             tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Venv]:
+    """``venv_for(extra, artifact="wheel")``: that extra's fresh venv with ``make dist``'s wheel
+    (or ``"sdist"``), built on first use, after the common checks (installed from the artifact
+    with its package data, no test tooling, ``pip check`` clean)."""
+    built: dict[tuple[str, str], Venv] = {}
 
-
-@pytest.fixture(scope="module")
-def venv_for(project_wheel: Path,
-             tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Venv]:
-    """``venv_for(extra)``: that extra's fresh venv, built on first use, after the common
-    checks (installed from the wheel, no test tooling, ``pip check`` clean)."""
-    folder = tmp_path_factory.mktemp("venvs")
-    built: dict[str, Venv] = {}
-
-    def get(extra: str) -> Venv:
-        if extra not in built:
-            venv = build_venv(extra, project_wheel, folder)
+    def get(extra: str, artifact: str = "wheel") -> Venv:
+        if (extra, artifact) not in built:
+            folder = tmp_path_factory.mktemp(f"venvs-{artifact}")
+            venv = build_venv(extra, getattr(dist_artifacts, artifact), folder)
             common_checks(venv)
-            built[extra] = venv
-        return built[extra]
+            built[extra, artifact] = venv
+        return built[extra, artifact]
 
     return get
 
@@ -395,10 +391,13 @@ def test_every_extra_is_checked() -> None:
         f"dev-only: {sorted(DEV_EXTRAS)}")
 
 
-def test_server_extra(venv_for: Callable[[str], Venv]) -> None:
-    """``fi-evals serve`` starts and answers; ``fi-evals run`` scores a JSONL file with a YAML
-    config (PyYAML) on the embedded server, with templates that use each server library."""
-    venv = venv_for("server")
+@pytest.mark.parametrize("artifact", ["wheel", "sdist"])
+def test_server_extra(venv_for: Callable[..., Venv], artifact: str) -> None:
+    """Each artifact of ``make dist`` with the server extra alone: ``fi-evals serve`` starts and
+    answers, an SDK call and ``fi-evals templates`` go to it, and ``fi-evals run`` scores a JSONL
+    file with a YAML config (PyYAML) on the embedded server, with templates that use each server
+    library."""
+    venv = venv_for("server", artifact)
     server = venv.start("fi-evals", "serve", "--host", "127.0.0.1", "--port", "0", "--db",
                         str(venv.work / "serve.db"), "--api-key", API_KEY, "--secret-key",
                         SECRET_KEY, "--no-access-log", name="serve")
@@ -409,6 +408,21 @@ def test_server_extra(venv_for: Callable[[str], Venv]) -> None:
         assert health.status_code == 200, health.text
         metrics = requests.get(f"{url}{C.PATH_METRICS}", timeout=10)
         assert metrics.status_code == 200 and "# TYPE" in metrics.text, metrics.text[:500]
+        env = child_env(**{C.ENV_BASE_URL: url, C.ENV_API_KEY: API_KEY,
+                           C.ENV_SECRET_KEY: SECRET_KEY})
+        out = venv.script("""
+            import json
+            from fi_evals import Evaluator
+
+            with Evaluator() as evaluator:  # FI_BASE_URL, FI_API_KEY, FI_SECRET_KEY
+                results = evaluator.evaluate("is_json", [{"text": "[1, 2]"}, {"text": "no"}])
+            print(json.dumps([[r.status, r.output] for r in results.eval_results]))
+        """, env=env)
+        assert json.loads(out.strip().splitlines()[-1]) == [["completed", "Passed"],
+                                                           ["completed", "Failed"]], out
+        listed = venv.run("fi-evals", "templates", env=env)
+        names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+        assert {"is_json", "json_schema", "fuzzy_match", "regex"} <= names, listed.stdout
     finally:
         assert server.stop() == 0, server.log_text()
 
