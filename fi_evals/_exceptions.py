@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fi_evals._constants import HEADER_REQUEST_ID, HEADER_RETRY_AFTER
+from fi_evals._retry import parse_retry_after  # re-exported: it was defined here
 
 __all__ = [
     "APIConnectionError",
@@ -365,39 +366,6 @@ _BY_STATUS: dict[int, type[APIError]] = {
     429: RateLimitError,
     503: OverloadedError,
 }
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    Args:
-        value: the header value, or None.
-        now: the current time as a POSIX timestamp (tests); defaults to ``time.time()``.
-
-    Returns:
-        A non-negative number of seconds, or None when the header is absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-        import time
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        return None
-    return max(0.0, seconds)
 
 
 def _decode_body(text: str) -> Any:

@@ -1,24 +1,40 @@
-"""Retry and poll policies as immutable values (PROTOCOL.md section C).
+"""Retry and backoff policies as immutable values, for every HTTP caller (PROTOCOL.md section C).
+
+A neutral module, like :mod:`fi_evals.protocol` and :mod:`fi_evals.catalogue`: it imports nothing
+from the client or the server and no HTTP library, so both sides use it. The SDK's transport
+(and through it the batch engine and the score logger) retries with :class:`RetryPolicy`; waits
+poll with :class:`PollBackoff`; the score logger's reconnect waits on a :class:`Backoff`; the
+server's judge client retries with a :class:`RetryPolicy` of its own statuses and budget
+(``fi_evals.server.evaluators.judge``). Every ``Retry-After`` header is read by
+:func:`parse_retry_after`.
+
+:class:`Backoff` is the one backoff: a ceiling growing from ``initial`` by ``multiplier`` per
+step up to ``maximum``, and a delay drawn under it, from ``[0, ceiling]`` (full jitter, the
+default: PROTOCOL.md C) or from ``[ceiling/2, ceiling]`` (equal jitter: the score logger's
+reconnect probes).
 
 :class:`RetryPolicy` answers one question, "after this attempt failed like this, wait how
 long, or stop?", through :meth:`RetryPolicy.decide`. Every part of the answer is a small named
 predicate or formula, so it can be read and unit tested without a network:
 
-- :meth:`RetryPolicy.is_retryable_status`: 408, 429, 502, 503, 504 (``RETRY_STATUS_CODES``);
-  400, 401, 403, 404, 413 and 422 are the caller's to fix and never retried.
-- :meth:`RetryPolicy.is_server_error`: any other 5xx (500 above all), retried only when the
-  request cannot run twice (``retry_server_errors``).
-- :meth:`RetryPolicy.is_retryable_error`: connection failures and timeouts.
+- :meth:`RetryPolicy.is_retryable_status`: ``status_forcelist``, by default 408, 429, 502, 503
+  and 504 (``RETRY_STATUS_CODES``).
+- :meth:`RetryPolicy.is_server_error`: any 5xx, retried when the request cannot run twice
+  (``retry_server_errors``). Every other status (400, 401, 403, 404, 409, 413, 422...) is the
+  caller's to fix and never retried.
+- :meth:`RetryPolicy.is_retryable_error`: a request that got no HTTP answer (a
+  :class:`ConnectionFailure`: refused, reset, timed out). Programming errors never are.
 - :meth:`RetryPolicy.is_ambiguous`: the request may have run on the server (read timeout,
   reset after sending, 408, any 5xx but 503). Retrying it is safe only when it cannot run
   twice: a GET, bulk status, or a POST whose ``Idempotency-Key`` the server honours (it
   announced ``idempotency``). 429 and 503 promise that nothing ran: always retried.
-- :meth:`RetryPolicy.backoff`: exponential delay with full jitter,
+- :meth:`RetryPolicy.backoff`: the policy's :class:`Backoff` with full jitter,
   ``uniform(0, min(backoff_max, backoff_base * multiplier ** (attempt - 1)))``.
 - ``Retry-After`` (seconds or an HTTP date) is honoured up to ``retry_after_cap``, as a floor
   with the jitter added on top (clients throttled in the same second must not return in the
-  same millisecond); when the server asks for longer than the caller's remaining deadline,
-  the policy gives up at once instead of sleeping into a certain failure.
+  same millisecond; ``retry_after_jitter=False`` waits exactly what the server asked); when the
+  server asks for longer than the cap or the caller's remaining deadline, the policy gives up
+  at once instead of sleeping into a certain failure.
 
 The caller says which requests cannot run twice with ``decide(idempotent=...)``:
 
@@ -29,19 +45,22 @@ failure                       idempotent request         POST to a server withou
 408, 502, 504, other 5xx      retried                    not retried (it may have run)
 refused, connect timeout      retried                    retried (it never left)
 reset, read timeout           retried                    not retried (it may have run)
-400, 401, 403, 404, 413, 422  never                      never
+any other status (400...)     never                      never
 ============================  =========================  ====================================
 
-:class:`PollBackoff` is the same idea for polling unfinished evaluations: from
+:class:`PollBackoff` is the backoff of polls for unfinished evaluations: from
 ``POLL_INITIAL_DELAY`` doubling up to ``POLL_MAX_DELAY``, full jitter, at least the server's
 ``Retry-After``, never past the deadline.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from email.utils import parsedate_to_datetime
+from typing import Literal, Protocol, runtime_checkable
 
 from fi_evals._constants import (
     POLL_BACKOFF_MULTIPLIER,
@@ -54,16 +73,104 @@ from fi_evals._constants import (
     RETRY_MAX_ATTEMPTS,
     RETRY_STATUS_CODES,
 )
-from fi_evals._exceptions import APIConnectionError
 
-__all__ = ["PollBackoff", "RetryDecision", "RetryPolicy"]
+__all__ = ["Backoff", "ConnectionFailure", "Jitter", "PollBackoff", "RetryDecision",
+           "RetryPolicy", "parse_retry_after"]
 
 # Answers that promise the request did not run (PROTOCOL.md section C): safe to repeat always.
 _NOTHING_RAN_STATUSES = frozenset({429, 503})
 
+Jitter = Literal["full", "equal"]
+"""How a :class:`Backoff` draws under its ceiling: ``full`` from ``[0, ceiling]``, ``equal``
+from ``[ceiling/2, ceiling]``."""
+
 
 class _Uniform(Protocol):
     def uniform(self, a: float, b: float) -> float: ...
+
+
+@runtime_checkable
+class ConnectionFailure(Protocol):
+    """An exception that means "no HTTP answer", in whatever HTTP library's terms.
+
+    Any exception with a ``request_sent`` attribute is one: ``False`` when the request surely
+    never reached the server (refused, DNS, connect timeout), so that repeating it cannot run
+    anything twice; ``True`` when it may have (read timeout, reset after sending, a truncated
+    answer); ``None`` when unknown (treated like ``True``). The SDK's
+    :class:`~fi_evals.APIConnectionError` is one; the judge client wraps ``requests``'
+    exceptions in one.
+    """
+
+    request_sent: bool | None
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Args:
+        value: the header value, or None.
+        now: the current time as a POSIX timestamp (tests); defaults to ``time.time()``.
+
+    Returns:
+        A non-negative, finite number of seconds, or None when the header is absent or
+        unreadable.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with jitter: the one schedule behind every wait between attempts.
+
+    Attributes:
+        initial: the first ceiling in seconds.
+        maximum: the largest ceiling.
+        multiplier: growth of the ceiling per step.
+        jitter: ``full`` (default) draws the delay from ``[0, ceiling]``, ``equal`` from
+            ``[ceiling/2, ceiling]``.
+    """
+
+    initial: float
+    maximum: float
+    multiplier: float = 2.0
+    jitter: Jitter = field(default="full", kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.initial < 0 or self.maximum < 0:
+            raise ValueError("delays must be non-negative")
+        if self.jitter not in ("full", "equal"):
+            raise ValueError(f"jitter must be 'full' or 'equal', not {self.jitter!r}")
+
+    def ceiling(self, step: int) -> float:
+        """The largest delay after ``step`` earlier steps (0-based)."""
+        try:
+            grown = self.initial * self.multiplier ** max(0, step)
+        except OverflowError:  # thousands of steps: long past the maximum
+            grown = math.inf
+        return min(self.maximum, grown)
+
+    def sample(self, step: int, rng: _Uniform = random) -> float:
+        """A jittered delay for ``step`` (0-based); ``rng`` is the source of jitter."""
+        ceiling = self.ceiling(step)
+        low = ceiling / 2 if self.jitter == "equal" else 0.0
+        return rng.uniform(low, ceiling)
 
 
 @dataclass(frozen=True)
@@ -96,6 +203,8 @@ class RetryPolicy:
             cannot run twice (``decide(idempotent=True)``).
         retry_connect: retry failures to connect (the request never left).
         retry_read: retry read timeouts and resets (ambiguous: see :meth:`is_ambiguous`).
+        retry_after_jitter: add the backoff's jitter on top of a ``Retry-After`` (True), or
+            wait exactly what the server asked (False).
     """
 
     max_attempts: int = RETRY_MAX_ATTEMPTS
@@ -107,6 +216,7 @@ class RetryPolicy:
     retry_server_errors: bool = True
     retry_connect: bool = True
     retry_read: bool = True
+    retry_after_jitter: bool = True
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -138,12 +248,12 @@ class RetryPolicy:
     @staticmethod
     def is_connection_error(error: BaseException) -> bool:
         """The request surely never reached the server (refused, DNS, connect timeout)."""
-        return isinstance(error, APIConnectionError) and error.request_sent is False
+        return isinstance(error, ConnectionFailure) and error.request_sent is False
 
     @staticmethod
     def is_read_error(error: BaseException) -> bool:
         """The request may have reached the server: read timeout, reset, truncated answer."""
-        return isinstance(error, APIConnectionError) and error.request_sent is not False
+        return isinstance(error, ConnectionFailure) and error.request_sent is not False
 
     def is_retryable_error(self, error: BaseException) -> bool:
         """Connection trouble worth retrying. Programming errors never are."""
@@ -167,13 +277,38 @@ class RetryPolicy:
             return False
         return status == 408 or cls.is_server_error(status)
 
+    def refusal(self, *, status: int | None = None, error: BaseException | None = None,
+                idempotent: bool = True) -> str | None:
+        """Why this failure is never retried, whatever the attempts and time left; None when
+        it is worth another attempt (see :meth:`decide` for the arguments)."""
+        if status is None and error is None:
+            return "nothing failed"
+        if error is not None and not self.is_retryable_error(error):
+            return f"{type(error).__name__} is not retryable"
+        if (status is not None and error is None and not self.is_retryable_status(status)
+                and not (self.retry_server_errors and self.is_server_error(status))):
+            return f"status {status} is not retryable"
+        if not idempotent and self.is_ambiguous(status=status, error=error):
+            return "the request may have run and the server does not announce idempotency"
+        return None
+
     # ------------------------------------------------------------------ delays
+
+    @property
+    def schedule(self) -> Backoff:
+        """The policy's backoff (full jitter; step 0 follows the first attempt)."""
+        return Backoff(self.backoff_base, self.backoff_max, self.multiplier)
 
     def backoff(self, attempt: int, rng: _Uniform = random) -> float:
         """Full-jitter delay after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.backoff_max,
-                      self.backoff_base * self.multiplier ** max(0, attempt - 1))
-        return rng.uniform(0.0, ceiling)
+        return self.schedule.sample(attempt - 1, rng)
+
+    def delay(self, attempt: int, retry_after: float | None = None,
+              remaining: float | None = None, rng: _Uniform = random) -> float | None:
+        """Seconds to wait after retryable failed attempt ``attempt`` (1-based), or None to
+        stop: attempts spent, a ``Retry-After`` over the cap, or a wait past ``remaining``."""
+        decision = self._wait(attempt, retry_after, remaining, rng)
+        return decision.delay if decision.retry else None
 
     def decide(self, attempt: int, *, status: int | None = None,
                error: BaseException | None = None, retry_after: float | None = None,
@@ -184,7 +319,7 @@ class RetryPolicy:
         Args:
             attempt: the attempt that just failed, 1-based.
             status: its HTTP status, when the server answered.
-            error: the exception, when it did not (an :class:`APIConnectionError`).
+            error: the exception, when it did not (a :class:`ConnectionFailure`).
             retry_after: seconds from the answer's ``Retry-After`` header, already parsed.
             remaining: seconds left before the caller's deadline, or None for no deadline.
             idempotent: True when repeating the request cannot run it twice: a GET, bulk
@@ -196,26 +331,26 @@ class RetryPolicy:
         Returns:
             A :class:`RetryDecision`; its ``delay`` never exceeds ``remaining``.
         """
-        if status is None and error is None:
-            return RetryDecision(False, reason="nothing failed")
-        if error is not None and not self.is_retryable_error(error):
-            return RetryDecision(False, reason=f"{type(error).__name__} is not retryable")
-        if (status is not None and error is None and not self.is_retryable_status(status)
-                and not (self.retry_server_errors and self.is_server_error(status))):
-            return RetryDecision(False, reason=f"status {status} is not retryable")
-        if not idempotent and self.is_ambiguous(status=status, error=error):
-            return RetryDecision(False, reason="the request may have run and the server does "
-                                               "not announce idempotency")
+        why = self.refusal(status=status, error=error, idempotent=idempotent)
+        if why is not None:
+            return RetryDecision(False, reason=why)
+        return self._wait(attempt, retry_after, remaining, rng)
+
+    def _wait(self, attempt: int, retry_after: float | None, remaining: float | None,
+              rng: _Uniform) -> RetryDecision:
         if attempt >= self.max_attempts:
             return RetryDecision(False, reason=f"gave up after {attempt} attempts")
         if retry_after is not None and retry_after > self.retry_after_cap:
             return RetryDecision(False, reason=f"server asked to wait {retry_after:g}s, over "
                                                f"the {self.retry_after_cap:g}s cap")
-        delay = self.backoff(attempt, rng)
-        if retry_after is not None:
+        if retry_after is None:
+            delay = self.backoff(attempt, rng)
+        elif self.retry_after_jitter:
             # A floor, with the jitter on top: clients told "1 s" together must not all come
             # back in the same millisecond (they would be throttled together again).
-            delay += retry_after
+            delay = retry_after + self.backoff(attempt, rng)
+        else:
+            delay = retry_after
         if remaining is not None and delay >= remaining:
             return RetryDecision(False, reason=f"waiting {delay:.2f}s would pass the deadline "
                                                f"({max(0.0, remaining):.2f}s left)")
@@ -230,8 +365,9 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
-class PollBackoff:
-    """How long to wait between polls of unfinished evaluations.
+class PollBackoff(Backoff):
+    """How long to wait between polls of unfinished evaluations: a :class:`Backoff` with the
+    poll defaults, the server's ``Retry-After`` as a floor, and a deadline.
 
     Attributes:
         initial: the first ceiling in seconds (``POLL_INITIAL_DELAY``).
@@ -248,18 +384,17 @@ class PollBackoff:
     def __post_init__(self) -> None:
         if self.initial <= 0 or self.maximum < self.initial:
             raise ValueError("need 0 < initial <= maximum")
-
-    def ceiling(self, poll: int) -> float:
-        """The jitter ceiling before poll number ``poll`` (0-based)."""
-        return min(self.maximum, self.initial * self.multiplier ** max(0, poll))
+        super().__post_init__()
 
     def delay(self, poll: int, *, retry_after: float | None = None,
               remaining: float | None = None, rng: _Uniform = random) -> float | None:
         """Seconds to sleep before the next poll, or None when the deadline has passed.
 
-        Full jitter on ``[initial/2, ceiling]`` keeps many pollers apart without ever
-        degenerating into a busy loop; the server's ``Retry-After`` (capped) is a floor; the
-        result never passes ``remaining``.
+        Full jitter on ``[0, ceiling]`` keeps many pollers apart. There is no floor: the
+        ceiling doubles per poll, so a wait of T seconds makes about ``log2(T / initial)`` plus
+        ``2 T / maximum`` polls on average, never a busy loop; the server's ``Retry-After``
+        (capped at ``retry_after_cap``) is the floor when it sends one, as fi-evals servers do
+        for every unfinished answer. The result never passes ``remaining``.
 
         Args:
             poll: how many polls were already made for this wait (0-based).
@@ -269,8 +404,7 @@ class PollBackoff:
         """
         if remaining is not None and remaining <= 0:
             return None
-        ceiling = self.ceiling(poll)
-        delay = rng.uniform(min(self.initial / 2, ceiling), ceiling)
+        delay = self.sample(poll, rng)
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_cap))
         if remaining is not None:

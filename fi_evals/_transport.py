@@ -87,9 +87,8 @@ from fi_evals._exceptions import (
     ProtocolError,
     ServerError,
     error_from_response,
-    parse_retry_after,
 )
-from fi_evals._retry import RetryPolicy
+from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals._session import KeySafeSession
 from fi_evals._version import __version__
 from fi_evals.protocol import (

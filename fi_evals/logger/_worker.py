@@ -30,7 +30,6 @@ and leaves everything as it is.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import uuid
@@ -41,6 +40,7 @@ from typing import Any
 
 from fi_evals._constants import COMPAT_MAX_BATCH_SIZE
 from fi_evals._exceptions import FiEvalsError, ItemError
+from fi_evals._retry import Backoff
 from fi_evals._transport import Transport
 from fi_evals.logger._delivery import Delivery
 from fi_evals.logger._prepare import Item, Preparer
@@ -112,6 +112,7 @@ class Worker:
         self.next_poll = 0.0
         self._failures = 0
         self._retry_at = 0.0
+        self._reconnect = Backoff(cfg.reconnect_initial, cfg.reconnect_max, jitter="equal")
         self._spool_backlog = spool is not None
         self._spool_checked = time.monotonic()
         self._replay_next = True
@@ -379,9 +380,7 @@ class Worker:
                 exception=exc))
         self.online = False
         self._failures += 1
-        ceiling = min(self.cfg.reconnect_max,
-                      self.cfg.reconnect_initial * 2 ** min(self._failures - 1, 16))
-        self._retry_at = time.monotonic() + random.uniform(ceiling / 2, ceiling)
+        self._retry_at = time.monotonic() + self._reconnect.sample(self._failures - 1)
         if batch is not None and batch.from_spool:
             self._pop(batch)
             if self.spool is not None:

@@ -12,12 +12,12 @@ from fake_judge import Answer, FakeJudge, Hang, Malformed, Status
 from model_helpers import Client
 
 from fi_evals import _constants as C
+from fi_evals._retry import parse_retry_after
 from fi_evals.catalogue import CATALOGUE
 from fi_evals.server.evaluators.judge import (
+    JUDGE_RETRY,
     JudgeSettings,
-    RetryPolicy,
     parse_answer,
-    retry_after_seconds,
 )
 from fi_evals.server.evaluators.prompts import PROMPTS, messages
 
@@ -44,7 +44,7 @@ def test_inputs_reach_the_judge_as_json_data() -> None:
 
 
 def test_retry_policy_waits_within_budget_and_stops() -> None:
-    policy = RetryPolicy(max_attempts=3, backoff_base=1.0, backoff_max=2.0)
+    policy = JUDGE_RETRY.with_(max_attempts=3, backoff_base=1.0, backoff_max=2.0)
     for attempt in (1, 2):
         wait = policy.delay(attempt, None, remaining=100)
         assert wait is not None and 0 <= wait <= 2.0
@@ -56,9 +56,9 @@ def test_retry_policy_waits_within_budget_and_stops() -> None:
 
 
 def test_retry_after_parsing() -> None:
-    assert retry_after_seconds("2") == 2.0
-    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date
 
 
 @pytest.mark.parametrize("text, output", [

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import pytest
 
+import fi_evals
 from fi_evals._constants import RETRY_STATUS_CODES
-from fi_evals._exceptions import APIConnectionError, APITimeoutError, parse_retry_after
-from fi_evals._retry import PollBackoff, RetryPolicy
+from fi_evals._exceptions import APIConnectionError, APITimeoutError
+from fi_evals._retry import Backoff, ConnectionFailure, PollBackoff, RetryPolicy, parse_retry_after
 
 
 class MaxJitter:
@@ -205,3 +207,101 @@ def test_errors_without_answers_follow_the_same_table():
         assert policy.decide(1, error=error, idempotent=True).retry
     assert policy.decide(1, error=refused, idempotent=False).retry  # it never left
     assert not policy.decide(1, error=reset, idempotent=False).retry
+
+
+# One backoff and one Retry-After parser for every caller (issue 15, point 1).
+
+
+def test_backoff_full_and_equal_jitter():
+    full = Backoff(0.5, 8.0)
+    assert [full.ceiling(s) for s in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+    rng = random.Random(5)
+    samples = [full.sample(2, rng) for _ in range(2000)]
+    assert 0.0 <= min(samples) < 0.05 and 1.9 < max(samples) <= 2.0
+    equal = Backoff(0.25, 5.0, jitter="equal")
+    samples = [equal.sample(3, rng) for _ in range(2000)]
+    assert 1.0 <= min(samples) < 1.05 and 1.95 < max(samples) <= 2.0
+    assert full.ceiling(100_000) == 8.0  # no overflow, however many steps
+    with pytest.raises(ValueError):
+        Backoff(-1.0, 1.0)
+    with pytest.raises(ValueError):
+        Backoff(1.0, 2.0, jitter="half")
+
+
+def test_poll_backoff_is_full_jitter_down_to_zero():
+    # PROTOCOL.md C and the README promise full jitter: [0, ceiling], not [initial/2, ceiling].
+    backoff = PollBackoff()
+    assert isinstance(backoff, Backoff)
+    assert backoff.delay(0, rng=MinJitter()) == 0.0
+    assert backoff.delay(3, rng=MinJitter()) == 0.0
+    rng = random.Random(2)
+    delays = [backoff.delay(0, rng=rng) for _ in range(2000)]
+    assert min(delays) < 0.01 and max(delays) > 0.24
+    assert backoff.delay(0, retry_after=0.5, rng=MinJitter()) == 0.5  # the server's floor
+
+
+def test_retry_policy_backoff_is_the_shared_backoff():
+    policy = RetryPolicy(backoff_base=0.5, backoff_max=8.0, multiplier=3.0)
+    assert policy.schedule == Backoff(0.5, 8.0, 3.0)
+    for attempt in range(1, 6):
+        assert policy.backoff(attempt, MaxJitter()) == policy.schedule.ceiling(attempt - 1)
+
+
+def test_delay_is_the_budget_part_of_decide():
+    policy = RetryPolicy(max_attempts=3, retry_after_cap=10.0)
+    assert policy.delay(1, rng=MaxJitter()) == policy.decide(1, status=503, rng=MaxJitter()).delay
+    assert policy.delay(3) is None  # attempts spent
+    assert policy.delay(1, 11.0) is None  # over the cap
+    assert policy.delay(1, 1.0, remaining=0.5) is None  # past the deadline
+    exact = policy.with_(retry_after_jitter=False)
+    assert exact.delay(1, 2.0, rng=MaxJitter()) == 2.0
+    assert policy.delay(1, 2.0, rng=MaxJitter()) == 2.5
+
+
+def test_refusal_names_what_is_never_retried():
+    policy = RetryPolicy()
+    assert policy.refusal(status=503) is None
+    assert "not retryable" in (policy.refusal(status=400) or "")
+    assert "idempotency" in (policy.refusal(status=500, idempotent=False) or "")
+    assert "not retryable" in (policy.refusal(error=ValueError("bug")) or "")
+
+
+class ForeignTimeout(Exception):
+    """Another HTTP library's 'no answer', carrying request_sent: the policy needs no more."""
+
+    def __init__(self, request_sent: bool | None) -> None:
+        super().__init__("timed out")
+        self.request_sent = request_sent
+
+
+def test_connection_failures_are_recognised_whatever_the_http_library():
+    policy = RetryPolicy()
+    assert isinstance(APIConnectionError("x", request_sent=False), ConnectionFailure)
+    assert not isinstance(TypeError("bug"), ConnectionFailure)
+    assert policy.is_connection_error(ForeignTimeout(False))
+    assert policy.is_read_error(ForeignTimeout(True)) and policy.is_read_error(ForeignTimeout(None))
+    assert policy.decide(1, error=ForeignTimeout(False), idempotent=False).retry
+    assert not policy.decide(1, error=ForeignTimeout(True), idempotent=False).retry
+
+
+def test_one_retry_after_parser():
+    import fi_evals._exceptions as exceptions
+
+    assert exceptions.parse_retry_after is parse_retry_after  # re-exported where it was
+    assert parse_retry_after("inf") is None and parse_retry_after("nan") is None
+    assert parse_retry_after("") is None and parse_retry_after("   ") is None
+
+
+def test_jitter_and_retry_after_parsing_live_only_in_the_retry_module():
+    """No second backoff or Retry-After parser creeps back in (issue 15, point 1)."""
+    package = Path(fi_evals.__file__).parent
+    offenders = []
+    for path in package.rglob("*.py"):
+        if path.name == "_retry.py" and path.parent == package:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for needle in (".uniform(", "parsedate_to_datetime", "class RetryPolicy",
+                       "class PollBackoff", "def parse_retry_after"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(package)}: {needle}")
+    assert offenders == []

@@ -22,7 +22,9 @@ How one evaluation runs (:class:`JudgeEvaluator`):
 2. :class:`JudgeClient` sends them: one ``requests.Session`` (pool as large as the
    concurrency), at most ``concurrency`` calls in flight per process (a semaphore), retries
    on 408/409/429/5xx, timeouts and connection errors with exponential backoff and full
-   jitter, honouring ``Retry-After``, all inside the evaluation's time budget (``timeout``);
+   jitter, honouring ``Retry-After``, all inside the evaluation's time budget (``timeout``):
+   the SDK's own retry policy (``fi_evals._retry``) with the judge's statuses and budget
+   (:data:`JUDGE_RETRY`);
 3. the answer is parsed into a pydantic model of the template's output type; a malformed
    answer is asked for again once (the judge is shown its answer and the problem), then the
    evaluation fails with the raw answer in its message.
@@ -39,9 +41,8 @@ Errors (all :class:`~fi_evals.server.evaluators.base.EvaluationError`, so the it
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
+import math
 import re
 import threading
 import time
@@ -55,13 +56,24 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from requests.adapters import HTTPAdapter
 
 from fi_evals import _constants as C
+from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals.catalogue import CATALOGUE, Template
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
 from fi_evals.server.evaluators.prompts import PROMPTS, messages
 
-__all__ = ["JudgeAnswerError", "JudgeClient", "JudgeEvaluator", "JudgeModelUnknown",
-           "JudgeRefused", "JudgeSettings", "JudgeUnreachable", "RetryPolicy", "is_hosted_model",
-           "judge_evaluators", "refuses_model"]
+__all__ = [
+    "JUDGE_RETRY",
+    "JudgeAnswerError",
+    "JudgeClient",
+    "JudgeEvaluator",
+    "JudgeModelUnknown",
+    "JudgeRefused",
+    "JudgeSettings",
+    "JudgeUnreachable",
+    "is_hosted_model",
+    "judge_evaluators",
+    "refuses_model",
+]
 
 
 class JudgeUnreachable(EvaluationError):
@@ -149,46 +161,31 @@ class JudgeSettings:
         return base if base.endswith("/chat/completions") else base + "/chat/completions"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try the judge again, and after how long (a value; unit-tested offline)."""
-
-    max_attempts: int = C.JUDGE_MAX_ATTEMPTS
-    backoff_base: float = C.JUDGE_BACKOFF_BASE
-    backoff_max: float = C.JUDGE_BACKOFF_MAX
-    statuses: frozenset[int] = C.JUDGE_RETRY_STATUS_CODES
-
-    def is_retryable_status(self, status: int) -> bool:
-        return status in self.statuses or status >= 500
-
-    def delay(self, attempt: int, retry_after: float | None, remaining: float) -> float | None:
-        """Seconds to wait before attempt ``attempt + 1``, or None to stop.
-
-        Stops after ``max_attempts`` attempts, or when the wait (``Retry-After`` when the judge
-        sent one, else full-jitter backoff) would not leave time for another attempt.
-        """
-        if attempt >= self.max_attempts:
-            return None
-        if retry_after is not None:
-            wait = retry_after
-        else:
-            wait = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
-        return wait if wait < remaining else None
+JUDGE_RETRY = RetryPolicy(
+    max_attempts=C.JUDGE_MAX_ATTEMPTS, backoff_base=C.JUDGE_BACKOFF_BASE,
+    backoff_max=C.JUDGE_BACKOFF_MAX, status_forcelist=C.JUDGE_RETRY_STATUS_CODES,
+    retry_after_cap=math.inf, retry_after_jitter=False)
+"""The judge's retries: the shared :class:`~fi_evals._retry.RetryPolicy` with the judge's
+statuses (408, 409, 429 and any 5xx), attempts and backoff (full jitter); connection errors and
+timeouts are retried; a ``Retry-After`` is waited exactly, however long, when it leaves time for
+another attempt within the evaluation's budget."""
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (delta-seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+class _NoAnswer(Exception):
+    """A judge request that got no HTTP answer, in the retry policy's terms (a
+    :class:`~fi_evals._retry.ConnectionFailure`)."""
+
+    def __init__(self, message: str, request_sent: bool | None) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
+
+
+def _no_answer(exc: requests.RequestException) -> _NoAnswer:
+    if isinstance(exc, requests.ConnectTimeout):
+        return _NoAnswer("timed out", request_sent=False)
+    if isinstance(exc, requests.Timeout):
+        return _NoAnswer("timed out", request_sent=True)
+    return _NoAnswer(f"connection error: {type(exc).__name__}", request_sent=None)
 
 
 class JudgeClient:
@@ -199,7 +196,7 @@ class JudgeClient:
 
     def __init__(self, settings: JudgeSettings, policy: RetryPolicy | None = None) -> None:
         self.settings = settings
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or JUDGE_RETRY
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.concurrency,
                               max_retries=0)
@@ -260,10 +257,11 @@ class JudgeClient:
             except _SlotTimeout:
                 raise self._unreachable(attempt - 1, started, "no free judge slot in time "
                                         f"(--judge-concurrency {self.settings.concurrency})")
-            except requests.Timeout:
-                last = "timed out"
-            except requests.ConnectionError as exc:
-                last = f"connection error: {type(exc).__name__}"
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                failure = _no_answer(exc)
+                last = str(failure)
+                if self.policy.refusal(error=failure) is not None:
+                    raise self._unreachable(attempt, started, last) from exc
             else:
                 if response.status_code == 200:
                     return _content(response)
@@ -272,14 +270,14 @@ class JudgeClient:
                     self._json_mode = False
                     attempt -= 1  # a capability probe, not a failure
                     continue
-                if not self.policy.is_retryable_status(response.status_code):
+                if self.policy.refusal(status=response.status_code) is not None:
                     message = (f"the judge at {self.settings.endpoint} refused the request: "
                                f"HTTP {response.status_code}: {response.text[:300]}")
                     if refuses_model(response.status_code, response.text, model):
                         raise JudgeModelUnknown(message, model)
                     raise JudgeRefused(message)
                 last = f"HTTP {response.status_code}"
-                retry_after = retry_after_seconds(response.headers.get(C.HEADER_RETRY_AFTER))
+                retry_after = parse_retry_after(response.headers.get(C.HEADER_RETRY_AFTER))
             wait = self.policy.delay(attempt, retry_after, deadline - time.monotonic())
             if wait is None:
                 raise self._unreachable(attempt, started, last)
