@@ -30,6 +30,7 @@ from fi_evals._constants import (
     ENV_BASE_URL,
     ENV_SECRET_KEY,
 )
+from fi_evals._context import ClientContext
 from fi_evals._eventloop import warn_if_in_event_loop
 from fi_evals._exceptions import (
     APIError,
@@ -122,7 +123,10 @@ class Evaluator:
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="fi-evals-client",
                                             initializer=self._mark_worker)
-        self._poller = Poller(self._transport, poll, map_fn=self._parallel_map)
+        self._context = ClientContext(transport=self._transport, executor=self._executor,
+                                      poll=poll if poll is not None else PollBackoff(),
+                                      retry=self._transport.retry)
+        self._poller = Poller(self._transport, self._context.poll, map_fn=self._parallel_map)
         self._closed = False
 
     # ------------------------------------------------------------------ life cycle
@@ -130,6 +134,12 @@ class Evaluator:
     @property
     def base_url(self) -> str:
         return self._transport.base_url
+
+    @property
+    def context(self) -> ClientContext:
+        """What the batch engine and the score logger work through: this Evaluator's
+        transport, thread pool, poll schedule and retry policy, as one frozen value."""
+        return self._context
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -256,9 +266,8 @@ class Evaluator:
         extra = {"custom_eval_name": custom_eval_name, "span_id": span_id,
                  "trace_eval": trace_eval or None, "error_localizer": error_localizer or None}
         jobs: list[tuple[int, TemplateSpec, Chunk, dict[str, Any] | None]] = []
-        offsets, total = [], 0
+        total = 0
         for spec, params, items in plans:
-            offsets.append(total)
             jobs += [(total, spec, c, params) for c in plan_chunks(items, spec, size)]
             total += len(items)
         results: list[EvalResult | None] = [None] * total

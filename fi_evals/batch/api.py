@@ -120,7 +120,8 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
     """Score every item with every eval, in bounded memory; see ``Evaluator.evaluate_batch``.
 
     Args:
-        evaluator: the client whose transport and pool do the work.
+        evaluator: the client whose transport, pool and poll schedule do the work
+            (:attr:`Evaluator.context <fi_evals.Evaluator.context>`).
         items: a list, generator, DataFrame, mapping of columns, or a JSONL/CSV path (lazy).
         evals: eval specs: ``"NAME[:param=value,...]"``, mappings or :class:`EvalSpec`.
         task: called with each row before its evals (the model under test): a plain function
@@ -169,7 +170,8 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             reached (before anything is sent).
         JournalMismatchError: the journal belongs to another batch.
     """
-    transport = evaluator._transport
+    context = evaluator.context
+    transport = context.transport
     workers = min(max_workers or evaluator.max_workers, evaluator.max_workers)
     if workers < 1:
         raise ValueError("max_workers must be at least 1")
@@ -208,15 +210,16 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                                  is_async=is_async, task=task is not None)
         window = (math.ceil(BATCH_ASYNC_WINDOW_ITEMS / size) if is_async
                   else workers * BATCH_WINDOW_CHUNKS_PER_WORKER)
-        settings = Settings(specs, mappings, task, is_async, workers, size, max(2, window),
-                            max_batch, item_timeout,
-                            None if deadline is None else started + deadline)
+        settings = Settings(specs=specs, mappings=mappings, task=task, is_async=is_async,
+                            max_workers=workers, chunk_size=size, window_chunks=max(2, window),
+                            max_batch_size=max_batch, item_timeout=item_timeout,
+                            deadline=None if deadline is None else started + deadline)
         labels = [s.label or s.name for s, _ in specs]
         total = estimate_length(items, limit) if progress else None
         bar = Progress(progress, total * len(specs) if total is not None else None)
         writer = open_writer(output, labels) if output is not None else None
-        coordinator = Coordinator(settings, transport, evaluator._executor,
-                                  journal=opened_journal, writer=writer, progress=bar)
+        coordinator = Coordinator(settings, context, journal=opened_journal, writer=writer,
+                                  progress=bar)
         coordinator.stats.failures.limit = show
         coordinator.stats.failures.describe = source.describe
         parsed = parse_thresholds(thresholds, coordinator.stats.templates)

@@ -23,15 +23,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from itertools import islice
 from typing import Any
 
 from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS
+from fi_evals._context import ClientContext
 from fi_evals._exceptions import APIError, ItemError, WaitTimeoutError
 from fi_evals._polling import Poller, PollRound
-from fi_evals._retry import PollBackoff
-from fi_evals._transport import Transport
 from fi_evals.batch.concurrency import AdaptiveLimit
 from fi_evals.batch.errors import (
     BatchInterruptedError,
@@ -45,8 +44,12 @@ from fi_evals.batch.journal import Journal, JournalEntry, default_task_dump
 from fi_evals.batch.output import BatchItem, ItemSink
 from fi_evals.batch.plan import (
     ChunkState,
+    InFlight,
+    PollCall,
     Request,
+    RequestCall,
     Settings,
+    TaskCall,
     cut_requests,
     item_verdict,
 )
@@ -62,18 +65,19 @@ __all__ = ["Coordinator", "Settings"]
 class Coordinator:
     """Runs one batch; see the module docs. Use once: ``Coordinator(...).run(rows)``."""
 
-    def __init__(self, settings: Settings, transport: Transport, pool: Executor, *,
+    def __init__(self, settings: Settings, context: ClientContext, *,
                  journal: Journal | None, writer: ItemSink | None,
                  progress: Progress) -> None:
         self.s = settings
-        self.transport = transport
-        self.pool = pool
+        self.transport = context.transport
+        self.pool = context.executor
         self.journal = journal
         self.writer = writer
         self.progress = progress
         self.limit = AdaptiveLimit(settings.max_workers)
-        self.poller = Poller(transport)
-        self.backoff = PollBackoff()
+        # The Evaluator's poll schedule (Evaluator(poll=...)) spaces the status rounds.
+        self.backoff = context.poll
+        self.poller = Poller(self.transport, context.poll)
         self.stats = BatchStats({
             spec.label or spec.name: TemplateStats(spec.label or spec.name, spec.name,
                                                    tmpl.output_type, spec.score_threshold)
@@ -89,8 +93,9 @@ class Coordinator:
         self._send: deque[Request] = deque()
         self._task_queue: deque[tuple[ChunkState, int]] = deque()
         # Plain tasks run on the pool; async ones on one event loop of this batch.
-        self._tasks = TaskRunner(settings.task, pool) if settings.task is not None else None
-        self._futures: dict[Future[Any], tuple[str, Any]] = {}
+        self._tasks = (TaskRunner(settings.task, self.pool) if settings.task is not None
+                       else None)
+        self._futures: dict[Future[Any], InFlight] = {}
         self._in_flight = 0
         self._running_tasks = 0
         self._waiting: OrderedDict[str, tuple[Request, int]] = OrderedDict()
@@ -258,7 +263,7 @@ class Coordinator:
             started = time.monotonic()
             assert self._tasks is not None
             future = self._tasks.submit(chunk.rows[pos])  # type: ignore[arg-type]
-            self._futures[future] = ("task", (chunk, pos, started))
+            self._futures[future] = TaskCall(chunk, pos, started)
             self._running_tasks += 1
         while self._send and self._in_flight < self.limit.limit:
             request = self._send.popleft()
@@ -272,7 +277,7 @@ class Coordinator:
             request.sent_at = time.monotonic()
             future = self.pool.submit(self._post, request)
             request.future = future
-            self._futures[future] = ("request", request)
+            self._futures[future] = RequestCall(request)
             self._in_flight += 1
             self.progress.submitted += len(request.positions)
         self._start_poll_round()
@@ -302,7 +307,7 @@ class Coordinator:
             group = ids[start:start + per_request]
             future = self.pool.submit(self.poller.fetch, group, deadline=self._call_deadline(),
                                       names=names)
-            self._futures[future] = ("poll", group)
+            self._futures[future] = PollCall(group)
             self._poll_round.append(future)
             self._in_flight += 1
         self._poll_progress = False
@@ -328,18 +333,18 @@ class Coordinator:
 
     def _collect(self, done: set[Future[Any]]) -> None:
         for future in done:
-            kind, what = self._futures.pop(future, (None, None))
-            if kind == "task":
+            call = self._futures.pop(future, None)
+            if isinstance(call, TaskCall):
                 self._running_tasks -= 1
-                self._on_task(future, *what)
-            elif kind == "request":
+                self._on_task(future, call.chunk, call.pos)
+            elif isinstance(call, RequestCall):
                 self._in_flight -= 1
-                self._on_request(future, what)
-            elif kind == "poll":
+                self._on_request(future, call.request)
+            elif isinstance(call, PollCall):
                 self._in_flight -= 1
-                self._on_poll(future, what)
+                self._on_poll(future, call.ids)
 
-    def _on_task(self, future: Future[Any], chunk: ChunkState, pos: int, _: float) -> None:
+    def _on_task(self, future: Future[Any], chunk: ChunkState, pos: int) -> None:
         try:
             assert chunk.task_outputs is not None
             chunk.task_outputs[pos] = future.result()
@@ -419,13 +424,13 @@ class Coordinator:
             return
         now = time.monotonic()
         limit = self.s.item_timeout
-        for future, (kind, what) in list(self._futures.items()):
-            if kind == "task" and now - what[2] > limit:
+        for future, call in list(self._futures.items()):
+            if isinstance(call, TaskCall) and now - call.started > limit:
                 # A coroutine is cancelled; a thread cannot be stopped (its answer is ignored).
                 del self._futures[future]
                 future.cancel()
                 self._running_tasks -= 1
-                chunk, pos, _ = what
+                chunk, pos = call.chunk, call.pos
                 self._task_failed(chunk, pos, item_error(TaskTimeoutError(
                     f"the task did not return within item_timeout={limit:g}s")))
                 chunk.tasks_pending -= 1
@@ -470,8 +475,10 @@ class Coordinator:
     def _emit_item(self, chunk: ChunkState, pos: int) -> None:
         results = dict(zip(self._labels, chunk.results[pos]))  # type: ignore[arg-type]
         task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
-        item = BatchItem(chunk.start + pos, dict(chunk.row(pos)), results, task_output,
-                         item_verdict(self.s.specs, chunk.results[pos]))  # type: ignore[arg-type]
+        item = BatchItem(index=chunk.start + pos, item=dict(chunk.row(pos)), results=results,
+                         task_output=task_output,
+                         passed=item_verdict(self.s.specs,
+                                             chunk.results[pos]))  # type: ignore[arg-type]
         self.stats.note_item(item.index, results)
         if self.writer is not None:
             self.writer.write(item)
@@ -511,7 +518,8 @@ class Coordinator:
         try:
             polled = False
             while time.monotonic() < until:
-                pending = [f for f, (k, _) in self._futures.items() if k != "task"]
+                pending = [f for f, call in self._futures.items()
+                           if not isinstance(call, TaskCall)]
                 if not pending:
                     if polled or not self._waiting:
                         return

@@ -23,12 +23,13 @@ from fi_evals.batch.readers import BadRow
 from fi_evals.batch.specs import EvalSpec
 from fi_evals.results import EvalResult
 
-__all__ = ["ChunkState", "Request", "Settings", "cut_requests", "item_verdict"]
+__all__ = ["ChunkState", "InFlight", "PollCall", "Request", "RequestCall", "Settings", "TaskCall",
+           "cut_requests", "item_verdict"]
 
 _SCORE_TYPES = ("score", "numeric")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the coordinator needs, resolved by ``evaluate_batch``."""
 
@@ -91,7 +92,7 @@ class ChunkState:
                f"{self.open} open>"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class Request:
     """One ``new-eval/`` request: some rows of one chunk for one spec.
 
@@ -122,6 +123,42 @@ class Request:
                 f"{len(self.positions)} items, key {self.key[:8]}>")
 
 
+# --------------------------------------------------------------------------- work in flight
+# What the coordinator keeps for each future it waits on: one record type per kind of call.
+
+
+@dataclass(frozen=True, eq=False)
+class TaskCall:
+    """The task of one row, running on the pool or on the batch's event loop.
+
+    Attributes:
+        chunk, pos: the row (its chunk and its position in it).
+        started: ``time.monotonic()`` when it was submitted (``item_timeout`` counts from it).
+    """
+
+    chunk: ChunkState
+    pos: int
+    started: float
+
+
+@dataclass(frozen=True, eq=False)
+class RequestCall:
+    """One ``new-eval/`` request on the pool."""
+
+    request: Request
+
+
+@dataclass(frozen=True, eq=False)
+class PollCall:
+    """One status request on the pool, for ``ids`` (at most the server's ``max_status_ids``)."""
+
+    ids: list[str]
+
+
+InFlight = TaskCall | RequestCall | PollCall
+"""A call the coordinator waits on."""
+
+
 def cut_requests(chunk: ChunkState, specs: Sequence[tuple[EvalSpec, TemplateSpec]],
                  mappings: Sequence[Mapping[str, str]], *, is_async: bool,
                  max_batch_size: int) -> tuple[list[Request], list[tuple[int, int, ItemError]]]:
@@ -147,8 +184,10 @@ def cut_requests(chunk: ChunkState, specs: Sequence[tuple[EvalSpec, TemplateSpec
         for part, planned in enumerate(plan_chunks(wire, template, max_batch_size)):
             body = build_body(list(planned.items), template, model=spec.model,
                               is_async=is_async, params=spec.params)
-            requests.append(Request(chunk, e, part, tuple(positions[i] for i in planned.indices),
-                                    body, str(uuid.uuid4()), body_hash(body), is_async))
+            requests.append(Request(chunk=chunk, spec=e, part=part,
+                                    positions=tuple(positions[i] for i in planned.indices),
+                                    body=body, key=str(uuid.uuid4()), hash=body_hash(body),
+                                    is_async=is_async))
     return requests, errors
 
 

@@ -99,7 +99,9 @@ def check_thresholds(parsed: list[tuple[str, str, float]],
         ok = complete and value is not None and value >= threshold
         if metric != "coverage":
             ok = ok and s.coverage is not None and s.coverage >= min_cov
-        checks.append(ThresholdCheck(label, metric, threshold, value, s.coverage, min_cov, ok))
+        checks.append(ThresholdCheck(label=label, metric=metric, threshold=threshold,
+                                     value=value, coverage=s.coverage, min_coverage=min_cov,
+                                     passed=ok))
     return checks
 
 

@@ -240,8 +240,8 @@ def _from_mapping(data: Mapping[str, Any]) -> EvalSpec:
                         _check_threshold(data.get("pass_threshold"), where),
                         spec.pass_threshold, data)
     model = _merged("model", _check_model(data.get("model"), where), spec.model, data)
-    return EvalSpec(spec.name, params, data.get("label") or spec.label, dict(mapping), model,
-                    threshold)
+    return EvalSpec(name=spec.name, params=params, label=data.get("label") or spec.label,
+                    key_mapping=dict(mapping), model=model, pass_threshold=threshold)
 
 
 def _coerce(spec: SpecLike) -> EvalSpec:
@@ -286,8 +286,9 @@ def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
         template = resolve_template(spec.name, server_templates=server_templates)
         check_params(spec.params, template)
         label = spec.label or (spec.display if names.count(spec.name) > 1 else spec.name)
-        out.append((EvalSpec(spec.name, dict(spec.params), label, dict(spec.key_mapping),
-                             spec.model, spec.pass_threshold), template))
+        out.append((EvalSpec(name=spec.name, params=dict(spec.params), label=label,
+                             key_mapping=dict(spec.key_mapping), model=spec.model,
+                             pass_threshold=spec.pass_threshold), template))
     labels = [s.label or s.name for s, _ in out]
     dupes = sorted({lb for lb in labels if labels.count(lb) > 1})
     if dupes:

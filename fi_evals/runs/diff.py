@@ -39,7 +39,7 @@ CHANGE_KINDS = ("regressed", "fixed", "changed", "only_base", "only_new")
 _PREVIEW = 300
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EvalDiff:
     """One eval in both runs: each run's figures, and the matched rows that changed."""
 
@@ -58,7 +58,7 @@ class EvalDiff:
         return None if a is None or b is None else b - a
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Diff:
     """The comparison of two runs; build it with :func:`diff_runs`, then :meth:`close`."""
 
@@ -286,10 +286,14 @@ def _build(base: Run, new: Run, key: str | None, folder: Path) -> Diff:
         db.close()
     fb, fn = _figures(base), _figures(new)
     types = {e["label"]: e.get("output_type", "") for e in base.evals}
-    evals = [EvalDiff(label, types.get(label, ""), fb[label], fn[label],
-                      per_eval.get((label, "regressed"), 0), per_eval.get((label, "fixed"), 0),
-                      per_eval.get((label, "changed"), 0)) for label in common]
-    return Diff(base, new, key, excluded, matched, only_b, only_n, evals,
-                rows_by_kind.get("regressed", 0), rows_by_kind.get("fixed", 0),
-                [x for x in base.labels if x not in new.labels],
-                [x for x in new.labels if x not in base.labels], folder)
+    evals = [EvalDiff(label=label, output_type=types.get(label, ""), base=fb[label],
+                      new=fn[label], regressed=per_eval.get((label, "regressed"), 0),
+                      fixed=per_eval.get((label, "fixed"), 0),
+                      changed=per_eval.get((label, "changed"), 0)) for label in common]
+    return Diff(base=base, new=new, key=key, key_excluded=excluded, matched=matched,
+                only_base=only_b, only_new=only_n, evals=evals,
+                regressed_rows=rows_by_kind.get("regressed", 0),
+                fixed_rows=rows_by_kind.get("fixed", 0),
+                labels_only_base=[x for x in base.labels if x not in new.labels],
+                labels_only_new=[x for x in new.labels if x not in base.labels],
+                _folder=folder)

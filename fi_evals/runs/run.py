@@ -348,7 +348,8 @@ class Run:
                 error=ItemError(err["type"], err["message"] or "", err["status_code"],
                                 err["retryable"]) if err else None)
         passed = {PASSED: True, FAILED: False}.get(row["status"])
-        return BatchItem(row["index"], row["item"], results, row["task_output"], passed)
+        return BatchItem(index=row["index"], item=row["item"], results=results,
+                         task_output=row["task_output"], passed=passed)
 
     # ------------------------------------------------------------------ overview
 

@@ -181,8 +181,10 @@ class EvalService:
         jobs, evaluations = [], []
         failed = 0
         for eval_id, item, r in zip(ids, request.items, results, strict=True):
-            jobs.append(NewJob(eval_id, name, item, request.params, request.model, r.status,
-                               r.output, r.reason, r.runtime, r.error_message))
+            jobs.append(NewJob(eval_id=eval_id, template=name, inputs=item,
+                               params=request.params, model=request.model, status=r.status,
+                               output=r.output, reason=r.reason, runtime=r.runtime,
+                               error_message=r.error_message))
             entry = {"name": name, "output": r.output,
                      "reason": r.reason if r.error_message is None else r.error_message,
                      "runtime": r.runtime, "output_type": output_type, "eval_id": eval_id}
@@ -201,7 +203,8 @@ class EvalService:
     def _queue(self, request: EvalRequest, ids: list[str],
                idempotency: tuple[str, str] | None) -> Answer:
         name, output_type = request.template.name, request.template.output_type
-        jobs = [NewJob(i, name, item, request.params, request.model)
+        jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
+                       model=request.model)
                 for i, item in zip(ids, request.items, strict=True)]
         answer = Answer(200, _ok([{"evaluations": [
             {"name": name, "output_type": output_type, "eval_id": i} for i in ids]}]))

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NewJob:
     """One evaluation to insert. Finished ones (sync) carry their result fields."""
 
@@ -45,7 +45,7 @@ class NewJob:
     error_message: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClaimedJob:
     """A pending evaluation a worker took."""
 
@@ -68,7 +68,7 @@ class FinishedJob:
     error_message: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredEval:
     """An evaluation as read back (any status)."""
 

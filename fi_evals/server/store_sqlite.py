@@ -157,7 +157,8 @@ class SQLiteJobStore(JobStore):
                 " RETURNING seq, id, template, inputs, params, model",
                 (time.time(), limit)).fetchall()
         rows.sort()  # RETURNING order is unspecified; keep FIFO
-        return [ClaimedJob(r[1], r[2], json.loads(r[3]), json.loads(r[4]), r[5]) for r in rows]
+        return [ClaimedJob(eval_id=r[1], template=r[2], inputs=json.loads(r[3]),
+                           params=json.loads(r[4]), model=r[5]) for r in rows]
 
     def finish(self, results: Sequence[FinishedJob]) -> None:
         now = time.time()

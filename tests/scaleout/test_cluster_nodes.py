@@ -127,7 +127,8 @@ def test_the_outbox_sweep_sends_what_a_dead_node_never_sent(
     backend = BackendURL.parse(f"{redis_server.url}/0?prefix={new_prefix('outbox')}")
     store = RedisJobStore(backend, idempotency_ttl=60)  # no dispatch: "died after commit"
     ids = [str(uuid.uuid4()) for _ in range(40)]
-    store.insert([NewJob(i, "is_json", {"text": "{}"}, {}, None) for i in ids])
+    store.insert([NewJob(eval_id=i, template="is_json", inputs={"text": "{}"}, params={},
+                         model=None) for i in ids])
     try:
         assert store.redis.zcard(store.k_outbox) == 40 and store.queue_depth() == 40
         executor = CeleryExecutor(store, make_celery(backend), grace_seconds=0)
@@ -149,7 +150,8 @@ def test_only_the_first_result_of_an_evaluation_is_stored(redis_server: RedisSer
     backend = BackendURL.parse(f"{redis_server.url}/2?prefix={new_prefix('once')}")
     store = RedisJobStore(backend, idempotency_ttl=60)
     ids = [str(uuid.uuid4()) for _ in range(3)]
-    store.insert([NewJob(i, "is_json", {"text": str(n)}, {"p": 1}, "m") for n, i in enumerate(ids)])
+    store.insert([NewJob(eval_id=i, template="is_json", inputs={"text": str(n)}, params={"p": 1},
+                         model="m") for n, i in enumerate(ids)])
     try:
         claimed = store.claim_ids(ids, "w1")
         assert [(j.eval_id, j.inputs, j.params, j.model) for j in claimed] == [
@@ -234,8 +236,8 @@ def test_a_worker_runs_a_chunk_claiming_once_and_batching(redis_server: RedisSer
     store = state.store(backend.prefix)
     ids = [str(uuid.uuid4()) for _ in range(7)]
     params = [{}] * 5 + [{"x": 1}] + [{}]  # a run of 5, then two runs of 1
-    store.insert([NewJob(i, "one_line", {"text": "a"}, p, None) for i, p in zip(ids, params,
-                                                                                strict=True)])
+    store.insert([NewJob(eval_id=i, template="one_line", inputs={"text": "a"}, params=p,
+                         model=None) for i, p in zip(ids, params, strict=True)])
     try:
         counts = state.run_chunk(backend.prefix, ids, 0, "w1")
         assert counts == {"claimed": 7, "stored": 7, "duplicates": 0, "missing": 0}
@@ -246,7 +248,8 @@ def test_a_worker_runs_a_chunk_claiming_once_and_batching(redis_server: RedisSer
         assert batching.calls == [5, 1, 1]
         # A template this worker cannot run fails with the reason, not silently.
         unknown = str(uuid.uuid4())
-        store.insert([NewJob(unknown, "is_polite", {"output": "a"}, {}, None)])  # judge only
+        store.insert([NewJob(eval_id=unknown, template="is_polite", inputs={"output": "a"},
+                         params={}, model=None)])  # judge only
         state.run_chunk(backend.prefix, [unknown], 0, "w1")
         failed = store.get_many([unknown])[unknown]
         assert failed.status == "failed" and "cannot be evaluated" in (failed.error_message or "")

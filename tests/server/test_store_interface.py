@@ -49,8 +49,9 @@ class MemoryJobStore(JobStore):
             pending = [r for r in self.rows.values() if r["status"] == "pending"][:limit]
             for r in pending:
                 r["status"] = "processing"
-        return [ClaimedJob(r["job"].eval_id, r["job"].template, dict(r["job"].inputs),
-                           dict(r["job"].params), r["job"].model) for r in pending]
+        return [ClaimedJob(eval_id=r["job"].eval_id, template=r["job"].template,
+                           inputs=dict(r["job"].inputs), params=dict(r["job"].params),
+                           model=r["job"].model) for r in pending]
 
     def finish(self, results: Sequence[FinishedJob]) -> None:
         with self.lock:
@@ -65,9 +66,10 @@ class MemoryJobStore(JobStore):
 
     def get_many(self, eval_ids: Sequence[str]) -> dict[str, StoredEval]:
         with self.lock:
-            return {i: StoredEval(i, r["job"].template, r["status"], dict(r["job"].inputs),
-                                  r["job"].model, r["output"], r["reason"], r["runtime"],
-                                  r["error"])
+            return {i: StoredEval(eval_id=i, template=r["job"].template, status=r["status"],
+                                  inputs=dict(r["job"].inputs), model=r["job"].model,
+                                  output=r["output"], reason=r["reason"], runtime=r["runtime"],
+                                  error_message=r["error"])
                     for i, r in ((i, self.rows.get(i)) for i in eval_ids) if r}
 
     def queue_depth(self) -> int:

@@ -224,8 +224,9 @@ class RedisJobStore(JobStore):
         claimed = []
         for n in range(0, len(flat), 5):
             index, template, inputs, params, model = flat[n:n + 5]
-            claimed.append(ClaimedJob(eval_ids[int(index) - 1], template, json.loads(inputs),
-                                      json.loads(params), model or None))
+            claimed.append(ClaimedJob(eval_id=eval_ids[int(index) - 1], template=template,
+                                      inputs=json.loads(inputs), params=json.loads(params),
+                                      model=model or None))
         return claimed
 
     def finish(self, results: Sequence[FinishedJob]) -> None:

@@ -70,7 +70,7 @@ def fit_head(x: Any, y: Any) -> tuple[Any, float]:
     return weights, bias
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Head:
     weights: Any
     bias: float
@@ -100,7 +100,8 @@ class SafetyClassifier(OfflineEvaluator):
                     labels = [bool(row[self.label]) for row in seed]
                     vectors = encoder.encode(texts)
                     weights, bias = fit_head(vectors, np.array(labels, dtype=float))
-                    self._head = _Head(weights, bias, texts, labels, vectors)
+                    self._head = _Head(weights=weights, bias=bias, seed_texts=texts,
+                                       seed_labels=labels, seed_vectors=vectors)
         return self._head
 
     def score_many(self, items: Sequence[ItemInputs],
