@@ -65,8 +65,11 @@ def _embedded(state: str | None, quiet: bool,
             folder = Path(state)
             folder.mkdir(parents=True, exist_ok=True)
         api_key, secret_key = _keys(folder)
-        # The embedded server's own log lines would interleave with the progress bar.
-        logging.getLogger("fi_evals.server").setLevel(logging.ERROR)
+        # The embedded server's own log lines would interleave with the progress bar; the
+        # level is put back at exit (in-process callers such as tests keep their logging).
+        server_log = logging.getLogger("fi_evals.server")
+        stack.callback(server_log.setLevel, server_log.level)
+        server_log.setLevel(logging.ERROR)
         server = start_server(ServerConfig(host=C.DEFAULT_HOST, port=0,
                                            db_path=str(folder / _DB_FILE), api_key=api_key,
                                            secret_key=secret_key, access_log=False,
