@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD, OUTPUT_FAILED, OUTPUT_PASSED
 from fi_evals._exceptions import EvalFailedError, FiEvalsError, InvalidInputError
 from fi_evals._inputs import TemplateSpec, prepare_items, template_params
+from fi_evals.protocol import EvalStatus
 
 if TYPE_CHECKING:
     from fi_evals.client import Evaluator
@@ -122,7 +123,7 @@ class Verdict:
     runtime: int | float | None
     latency_ms: float
     model: str | None = None
-    status: str = "completed"
+    status: str = EvalStatus.COMPLETED.value
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -218,7 +219,7 @@ def evaluate(template: Any, *, model: str | None = None, timeout: float | None =
     batch = ev.evaluate(template, item, timeout=timeout, model_name=model, eval_config=params)
     latency_ms = (time.perf_counter() - started) * 1000
     result = batch.eval_results[0]
-    if result is None or result.status != "completed":
+    if result is None or result.status != EvalStatus.COMPLETED:
         raise _failure(spec.name, result)
     return Verdict.from_result(result, threshold=limit, latency_ms=latency_ms, model=model)
 
@@ -268,6 +269,6 @@ def _failure(name: str, result: EvalResult | None) -> FiEvalsError:
     if result is None:
         return FiEvalsError(f"the server answered no evaluation for template {name!r}")
     message = result.error.message if result.error is not None else result.reason
-    if result.status == "failed":
+    if result.status == EvalStatus.FAILED:
         return EvalFailedError(result.eval_id or "(no id)", message)
     return FiEvalsError(f"template {name!r}: {message or result.status}")

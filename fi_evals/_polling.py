@@ -32,6 +32,7 @@ from fi_evals._exceptions import (
 )
 from fi_evals._retry import PollBackoff
 from fi_evals._transport import Transport
+from fi_evals.protocol import KNOWN_STATUSES, EvalStatus
 from fi_evals.results import EvalResult, normalize_status
 
 __all__ = ["PollRound", "Poller"]
@@ -41,9 +42,6 @@ log = logging.getLogger("fi_evals.polling")
 T = TypeVar("T")
 R = TypeVar("R")
 MapFn = Callable[[Callable[[T], R], Sequence[T]], list[R]]
-
-_KNOWN = frozenset({"pending", "processing", "completed", "failed", "not_found"})
-
 
 def _serial_map(fn: Callable[[T], R], values: Sequence[T]) -> list[R]:
     return [fn(v) for v in values]
@@ -173,7 +171,8 @@ class Poller:
                 results = [current.get(i) or _unknown(i, names) for i in eval_ids]
                 raise WaitTimeoutError(unfinished, timeout=budget, results=results,
                                        statuses={i: raw.get(i, current[i].status
-                                                         if i in current else "pending")
+                                                         if i in current
+                                                         else EvalStatus.PENDING.value)
                                                  for i in unfinished})
             time.sleep(delay)
             poll += 1
@@ -222,7 +221,7 @@ class Poller:
                         names: Mapping[str, str]) -> None:
         status = normalize_status(payload.eval_status)
         round_.raw_status[eval_id] = payload.eval_status
-        if status not in _KNOWN:
+        if status not in KNOWN_STATUSES:
             with self._lock:
                 self.unknown_statuses[payload.eval_status] += 1
             log.warning("evaluation %s has unknown status %r; treated as unfinished",
@@ -246,6 +245,7 @@ class Poller:
 
 
 def _unknown(eval_id: str, names: Mapping[str, str]) -> EvalResult:
-    return EvalResult(name=names.get(eval_id, ""), eval_id=eval_id, status="pending",
+    return EvalResult(name=names.get(eval_id, ""), eval_id=eval_id,
+                      status=EvalStatus.PENDING.value,
                       runtime=None)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union, overload
 
 from fi_evals._constants import DEFAULT_WAIT_TIMEOUT
 from fi_evals._exceptions import EvalFailedError, ItemError
-from fi_evals.results import BatchRunResult, EvalResult
+from fi_evals.results import UNSCORED_STATUSES, BatchRunResult, EvalResult
 
 if TYPE_CHECKING:
     from fi_evals.client import Evaluator
@@ -101,7 +101,7 @@ class EvalHandle:
         """
         del poll_interval  # the poll schedule is the client's PollBackoff
         self._evaluator.wait_all([self], timeout=timeout)
-        if raise_on_failure and self.status in ("failed", "error"):
+        if raise_on_failure and self.status in UNSCORED_STATUSES:
             raise EvalFailedError(self.id or "(not submitted)", self.error_message)
         return self
 
@@ -170,7 +170,7 @@ class Submission(Sequence[EvalHandle]):
         self._evaluator.wait_all(self.handles, timeout=timeout)
         if raise_on_failure:
             for h in self.handles:
-                if h.status in ("failed", "error"):
+                if h.status in UNSCORED_STATUSES:
                     raise EvalFailedError(h.id or "(not submitted)", h.error_message)
         return self
 

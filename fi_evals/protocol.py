@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "FINISHED_STATUSES",
+    "KNOWN_STATUSES",
     "STATUS_ALIAS",
     "STATUS_KEY",
+    "UNFINISHED_STATUSES",
     "AsyncEvalItem",
     "BulkStatusEntry",
     "BulkStatusRequest",
@@ -28,6 +31,7 @@ __all__ = [
     "EvalRecord",
     "EvalResultPayload",
     "EvalStatus",
+    "FinishedStatus",
     "InputValue",
     "NewEvalRequest",
     "OutputType",
@@ -45,8 +49,15 @@ InputValue = Union[str, list[str], list[list[str]]]
 """An input value on the wire: a string, a list of strings, or (batch of list keys) a list of lists."""
 
 
-class EvalStatus(str, Enum):
-    """Life cycle of one evaluation. ``not_found`` only appears in bulk-status answers."""
+class EvalStatus(StrEnum):
+    """Life cycle of one evaluation: the one status vocabulary of client, batch, logger and
+    server (PROTOCOL.md B). ``not_found`` only appears in bulk-status answers.
+
+    Members are strings (``EvalStatus.COMPLETED == "completed"``, ``str()`` gives the word), so
+    they go to JSON, SQL and Redis as they are and compare equal to what a server sent. The
+    client's result statuses (:data:`fi_evals.results.ResultStatus`: these words and ``error``)
+    and the score logger's (``completed``, ``failed``, ``rejected``) are drawn from them.
+    """
 
     PENDING = "pending"
     PROCESSING = "processing"
@@ -56,10 +67,17 @@ class EvalStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (EvalStatus.COMPLETED, EvalStatus.FAILED)
+        return self in FINISHED_STATUSES
 
 
-FINISHED_STATUSES = frozenset({"completed", "failed"})
+FINISHED_STATUSES: frozenset[str] = frozenset({EvalStatus.COMPLETED, EvalStatus.FAILED})
+"""The statuses an evaluation never leaves (defined here only)."""
+UNFINISHED_STATUSES: frozenset[str] = frozenset({EvalStatus.PENDING, EvalStatus.PROCESSING})
+"""Stored and not finished yet: a poll answering these carries ``Retry-After``."""
+KNOWN_STATUSES: frozenset[str] = frozenset(EvalStatus)
+"""Every status of the protocol; clients count others as unfinished (PROTOCOL.md C)."""
+FinishedStatus = Literal["completed", "failed"]
+"""The type of a finished status (tests check that it spells :data:`FINISHED_STATUSES`)."""
 
 
 class OutputType(str, Enum):

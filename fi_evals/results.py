@@ -9,28 +9,37 @@ item (an :class:`~fi_evals._exceptions.ItemError`), never a missing entry.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict
 
 from fi_evals._exceptions import ItemError
-from fi_evals.protocol import EvalItem, EvalResultPayload
+from fi_evals.protocol import (
+    KNOWN_STATUSES,
+    UNFINISHED_STATUSES,
+    EvalItem,
+    EvalResultPayload,
+    EvalStatus,
+)
 
-__all__ = ["BatchRunResult", "EvalResult", "ResultStatus"]
+__all__ = ["UNSCORED_STATUSES", "BatchRunResult", "EvalResult", "ResultStatus"]
 
 ResultStatus = Literal["pending", "processing", "completed", "failed", "error"]
-"""``pending``/``processing``: submitted, not finished. ``completed``: scored (a "Failed"
-verdict included). ``failed``: the server could not evaluate it. ``error``: the client could
-not get it evaluated (rejected request, connection trouble...); see ``error``."""
+"""The protocol's statuses (:class:`~fi_evals.protocol.EvalStatus`) but ``not_found``, plus the
+client's ``error``. ``pending``/``processing``: submitted, not finished. ``completed``: scored
+(a "Failed" verdict included). ``failed``: the server could not evaluate it. ``error``: the
+client could not get it evaluated (rejected request, connection trouble, an unknown id...);
+see ``error``."""
 
-_UNFINISHED = ("pending", "processing")
+UNSCORED_STATUSES: frozenset[str] = frozenset({EvalStatus.FAILED, "error"})
+"""Finished without a verdict: ``failed`` on the server, or ``error`` on the client's side."""
 _STATUS_ALIASES = {"running": "processing", "queued": "pending"}
 
 
 def normalize_status(raw: str | None) -> str:
     """A server's ``eval_status`` in our words: lower case, ``running`` -> ``processing``."""
     if not raw:
-        return "pending"
+        return EvalStatus.PENDING.value
     lowered = raw.strip().lower()
     return _STATUS_ALIASES.get(lowered, lowered)
 
@@ -70,12 +79,12 @@ class EvalResult(BaseModel):
     @property
     def ok(self) -> bool:
         """True when the item was scored (whatever the verdict)."""
-        return self.status == "completed"
+        return self.status == EvalStatus.COMPLETED
 
     @property
     def finished(self) -> bool:
         """True unless the evaluation is still pending or processing."""
-        return self.status not in _UNFINISHED
+        return self.status not in UNFINISHED_STATUSES
 
     @property
     def passed(self) -> bool | None:
@@ -94,7 +103,7 @@ class EvalResult(BaseModel):
         return None
 
     def __repr__(self) -> str:
-        if self.status == "completed":
+        if self.status == EvalStatus.COMPLETED:
             what = f"{self.output!r}"
             if self.runtime is not None:
                 what += f", {self.runtime:g} ms"
@@ -118,12 +127,14 @@ class EvalResult(BaseModel):
         """
         if pending:
             return cls(name=item.name, output=None, reason=None, runtime=None,
-                       output_type=item.output_type, eval_id=item.eval_id, status="pending")
+                       output_type=item.output_type, eval_id=item.eval_id,
+                       status=EvalStatus.PENDING.value)
         result = cls(name=item.name, output=item.output, reason=item.reason,
                      runtime=item.runtime, output_type=item.output_type, eval_id=item.eval_id)
-        if normalize_status(item.eval_status or "completed") == "failed" or item.output is None:
+        if (normalize_status(item.eval_status or EvalStatus.COMPLETED) == EvalStatus.FAILED
+                or item.output is None):
             message = item.error_message or item.reason or "the evaluation could not run"
-            result.status = "failed"
+            result.status = EvalStatus.FAILED.value
             result.reason = item.reason or message
             result.error = ItemError("EvalFailedError", message)
         return result
@@ -138,27 +149,28 @@ class EvalResult(BaseModel):
         """
         record = payload.record
         status = normalize_status(payload.eval_status)
-        if status == "not_found":
+        if status == EvalStatus.NOT_FOUND:
             message = payload.error_message or f"no evaluation with id {eval_id}"
             return cls(name=name, eval_id=eval_id, status="error", reason=message,
                        error=ItemError("NotFoundError", message, 404))
-        if status not in ("pending", "processing", "completed", "failed"):
+        if status not in KNOWN_STATUSES:
             # PROTOCOL C: an unknown status is unfinished (the poller counts it).
-            return cls(name=name, eval_id=eval_id, status="pending", runtime=None,
+            return cls(name=name, eval_id=eval_id, status=EvalStatus.PENDING.value, runtime=None,
                        reason=f"the server reports status {payload.eval_status!r}")
         if record is None:
-            if status == "failed":  # failed without a record: keep the message
+            if status == EvalStatus.FAILED:  # failed without a record: keep the message
                 message = payload.error_message or "the evaluation failed"
-                return cls(name=name, eval_id=eval_id, status="failed", reason=message,
+                return cls(name=name, eval_id=eval_id, status=EvalStatus.FAILED.value,
+                           reason=message,
                            error=ItemError("EvalFailedError", message))
-            return cls(name=name, eval_id=eval_id,
-                       status="completed" if status == "completed" else status,
+            return cls(name=name, eval_id=eval_id, status=_known(status),
                        reason=payload.result if isinstance(payload.result, str) else None,
                        runtime=None)
         result = cls(name=record.name or name, output=record.output, reason=record.reason,
                      runtime=record.runtime, output_type=record.output_type,
-                     eval_id=record.eval_id or eval_id, model=record.model, status=status)
-        if status == "failed":
+                     eval_id=record.eval_id or eval_id, model=record.model,
+                     status=_known(status))
+        if status == EvalStatus.FAILED:
             message = record.error_message or payload.error_message or "the evaluation failed"
             result.output = None
             result.reason = record.reason or message
@@ -172,6 +184,11 @@ class EvalResult(BaseModel):
         err = error if isinstance(error, ItemError) else ItemError.from_exception(error)
         return cls(name=name, output=None, reason=err.message, runtime=None, eval_id=eval_id,
                    status="error", error=err)
+
+
+def _known(status: str) -> ResultStatus:
+    """A protocol status other than ``not_found`` (checked by the caller), as a result status."""
+    return cast(ResultStatus, status)
 
 
 class BatchRunResult(BaseModel):

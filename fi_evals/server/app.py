@@ -1,7 +1,7 @@
 """The HTTP layer of the reference server: thin FastAPI routes over :class:`EvalService`.
 
 It knows nothing of SQLite or threads: storage and background work are behind the
-``JobStore``/``Executor`` interfaces that ``application.py`` wires in. The API routes are plain
+``JobStore``/``JobExecutor`` interfaces that ``application.py`` wires in. The API routes are plain
 ``def`` so that they run in the thread pool: a slow evaluation (``--sim-latency-ms``) never
 blocks the event loop. ``/healthcheck/`` and ``/metrics`` never wait behind them: the health
 answer is ``async`` (no thread at all) and ``/metrics`` renders on threads of its own
@@ -35,7 +35,7 @@ from fi_evals.protocol import (
 from fi_evals.server.errors import ApiError, install_exception_handlers
 from fi_evals.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from fi_evals.server.middleware import KEY_SCOPE
-from fi_evals.server.service import Answer, EvalService
+from fi_evals.server.service import EvalService, ServiceAnswer
 
 __all__ = ["build_fastapi"]
 
@@ -49,7 +49,7 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-def _respond(answer: Answer) -> Response:
+def _respond(answer: ServiceAnswer) -> Response:
     return Response(answer.body, status_code=answer.status, headers=dict(answer.headers),
                     media_type="application/json")
 

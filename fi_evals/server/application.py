@@ -2,7 +2,7 @@
 
 This is the only module that picks implementations: the SQLite store and the thread worker
 pool by default, Redis and Celery when ``config.backend`` names a Redis URL, or any
-:class:`~fi_evals.server.store.JobStore` and :class:`~fi_evals.server.executor.Executor`
+:class:`~fi_evals.server.store.JobStore` and :class:`~fi_evals.server.executor.JobExecutor`
 passed in (``fi_evals.server.redis_backend`` plugs in here without touching the HTTP layer).
 """
 
@@ -14,7 +14,7 @@ from fi_evals import _constants as C
 from fi_evals.server.app import build_fastapi
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators import BaseEvaluator, Registry
-from fi_evals.server.executor import CountFn, Executor, ThreadWorkerPool
+from fi_evals.server.executor import CountFn, JobExecutor, ThreadWorkerPool
 from fi_evals.server.isolation import IsolationLimits, IsolationPool, isolate
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.middleware import Gateway
@@ -23,12 +23,12 @@ from fi_evals.server.store import JobStore
 
 __all__ = ["Application", "ExecutorFactory", "create_app"]
 
-ExecutorFactory = Callable[[JobStore, Registry, ServerConfig, CountFn], Executor]
+ExecutorFactory = Callable[[JobStore, Registry, ServerConfig, CountFn], JobExecutor]
 """Builds the executor from the store, the registry, the config and the metrics callback."""
 
 
 def thread_pool_executor(store: JobStore, registry: Registry, config: ServerConfig,
-                         count: CountFn) -> Executor:
+                         count: CountFn) -> JobExecutor:
     """The default executor: ``config.workers`` threads in this process."""
     return ThreadWorkerPool(store, registry, workers=config.workers,
                             claim_batch=config.claim_batch,

@@ -3,7 +3,7 @@
 :func:`evaluate_items` runs a list of items through an evaluator and turns every outcome or
 exception into a per-item result; both the sync path and the async workers use it.
 
-:class:`Executor` is what the HTTP layer knows of async work (``start``, ``notify``, ``stop``);
+:class:`JobExecutor` is what the HTTP layer knows of async work (``start``, ``notify``, ``stop``);
 :class:`ThreadWorkerPool` implements it with threads that claim pending evaluations from the
 :class:`~fi_evals.server.store.JobStore` atomically, so that a Celery implementation can
 replace it later without touching the HTTP layer.
@@ -15,16 +15,23 @@ import abc
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fi_evals.catalogue import CATALOGUE
-from fi_evals.server.evaluators import BaseEvaluator, EvaluationError, NotEvaluable, Outcome
-from fi_evals.server.evaluators import Registry
+from fi_evals.protocol import EvalStatus
+from fi_evals.server.evaluators import (
+    BaseEvaluator,
+    EvaluationError,
+    NotEvaluable,
+    Outcome,
+    Registry,
+)
 from fi_evals.server.store import ClaimedJob, FinishedJob, JobStore
 
-__all__ = ["Executor", "ItemResult", "ThreadWorkerPool", "evaluate_items"]
+__all__ = ["ItemResult", "JobExecutor", "ThreadWorkerPool", "evaluate_items"]
 
 log = logging.getLogger("fi_evals.server.executor")
 
@@ -54,7 +61,7 @@ def _failed(exc: BaseException, runtime: int) -> ItemResult:
         message = str(exc) or type(exc).__name__
     else:  # a bug in the evaluator: say what blew up, keep the other items going
         message = f"evaluator error: {type(exc).__name__}: {exc}"
-    return ItemResult("failed", None, None, runtime, message)
+    return ItemResult(EvalStatus.FAILED, None, None, runtime, message)
 
 
 def _overrides_many(evaluator: BaseEvaluator) -> bool:
@@ -96,7 +103,8 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
                 time.sleep(left)
         runtime = int((clock() - start) * 1000)
         if isinstance(outcome, Outcome):
-            results.append(ItemResult("completed", outcome.output, outcome.reason, runtime, None))
+            results.append(ItemResult(EvalStatus.COMPLETED, outcome.output, outcome.reason,
+                                      runtime, None))
         else:
             results.append(_failed(outcome, runtime))
     return results
@@ -117,12 +125,13 @@ def _evaluate_together(evaluator: BaseEvaluator, items: Sequence[Mapping[str, An
     if left > 0:
         time.sleep(left)
     runtime = int((time.perf_counter() - start) * 1000 / len(items))
-    return [ItemResult("completed", o.output, o.reason, runtime, None) if isinstance(o, Outcome)
+    return [ItemResult(EvalStatus.COMPLETED, o.output, o.reason, runtime, None)
+            if isinstance(o, Outcome)
             else _failed(o if isinstance(o, BaseException) else TypeError(repr(o)), runtime)
             for o in outcomes]
 
 
-class Executor(abc.ABC):
+class JobExecutor(abc.ABC):
     """Runs stored pending evaluations in the background."""
 
     @abc.abstractmethod
@@ -146,10 +155,18 @@ class Executor(abc.ABC):
         """
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Executor":  # its name until 0.x: it shadowed concurrent.futures.Executor
+        warnings.warn("fi_evals.server.executor.Executor is now JobExecutor", DeprecationWarning,
+                      stacklevel=2)
+        return JobExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 CountFn = Callable[[str, int, int], None]
 
 
-class ThreadWorkerPool(Executor):
+class ThreadWorkerPool(JobExecutor):
     """``workers`` threads that claim up to ``claim_batch`` pending evaluations at a time."""
 
     def __init__(self, store: JobStore, registry: Registry, *, workers: int, claim_batch: int,
@@ -207,7 +224,7 @@ class ThreadWorkerPool(Executor):
                 # Rows already stored keep their results (finish() only updates unfinished
                 # rows); the rest fail with the reason instead of staying 'processing'.
                 message = f"server error while evaluating: {type(exc).__name__}: {exc}"
-                self._save([FinishedJob(j.eval_id, "failed", None, None, 0, message)
+                self._save([FinishedJob(j.eval_id, EvalStatus.FAILED.value, None, None, 0, message)
                             for j in jobs])
             elapsed = time.monotonic() - started
             if elapsed < _FAST_CHUNK and len(jobs) == size:
@@ -230,7 +247,7 @@ class ThreadWorkerPool(Executor):
                                             result.output, result.reason, result.runtime,
                                             result.error_message))
                 tally = counts.setdefault(job.template, [0, 0])
-                tally[result.status != "completed"] += 1
+                tally[result.status != EvalStatus.COMPLETED] += 1
             index += len(group)
         self._save(finished)
         for template, (ok, failed) in counts.items():
@@ -259,7 +276,7 @@ class ThreadWorkerPool(Executor):
     def _evaluate(self, group: list[ClaimedJob],
                   evaluator: BaseEvaluator | NotEvaluable) -> list[ItemResult]:
         if isinstance(evaluator, NotEvaluable):
-            return [ItemResult("failed", None, None, 0, str(evaluator))] * len(group)
+            return [ItemResult(EvalStatus.FAILED, None, None, 0, str(evaluator))] * len(group)
         return evaluate_items(evaluator, [job.inputs for job in group], group[0].params,
                               group[0].model, self.sim_latency_ms)
 

@@ -23,6 +23,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from fi_evals.protocol import EvalStatus
+
 __all__ = ["CONTENT_TYPE_LATEST", "ServerMetrics"]
 
 
@@ -52,9 +54,9 @@ class ServerMetrics:
     def count_evaluations(self, template: str, completed: int, failed: int) -> None:
         """Add one batch's evaluator runs (one call per batch keeps the hot path cheap)."""
         if completed:
-            self.evaluations.labels(template, "completed").inc(completed)
+            self.evaluations.labels(template, EvalStatus.COMPLETED).inc(completed)
         if failed:
-            self.evaluations.labels(template, "failed").inc(failed)
+            self.evaluations.labels(template, EvalStatus.FAILED).inc(failed)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -17,11 +17,11 @@ from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
-from fi_evals.protocol import STATUS_ALIAS
+from fi_evals.protocol import FINISHED_STATUSES, STATUS_ALIAS, EvalStatus
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
-from fi_evals.server.executor import Executor, evaluate_items
+from fi_evals.server.executor import JobExecutor, evaluate_items
 from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.store import IdempotencyAnswer, JobStore, NewJob, StoredEval
@@ -33,16 +33,15 @@ from fi_evals.server.validation import (
     validate_new_eval,
 )
 
-__all__ = ["Answer", "EvalService"]
+__all__ = ["EvalService", "ServiceAnswer"]
 
-_FINISHED = frozenset({"completed", "failed"})
 _IDEMPOTENCY_POLL = 0.05  # seconds between looks at a duplicate's first request
 _HOSTED_CONFIG_KEYS = ("required_keys", "optional_keys", "output", "eval_type_id")
 _STATUS_READ_CHUNK = 100  # ids read from the store at once by bulk status (bounds its memory)
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
+class ServiceAnswer:
     """An endpoint's answer: status code, JSON body bytes, extra headers."""
 
     status: int
@@ -83,7 +82,7 @@ def value_string(output: Any) -> str | None:
 class EvalService:
     """The endpoints' logic (PROTOCOL.md sections A and B)."""
 
-    def __init__(self, config: ServerConfig, store: JobStore, executor: Executor,
+    def __init__(self, config: ServerConfig, store: JobStore, executor: JobExecutor,
                  registry: Registry, metrics: ServerMetrics) -> None:
         self.config = config
         self.store = store
@@ -120,15 +119,15 @@ class EvalService:
             listed.append(info)
         return listed
 
-    def templates(self) -> Answer:
-        return Answer(200, self._templates_body)
+    def templates(self) -> ServiceAnswer:
+        return ServiceAnswer(200, self._templates_body)
 
-    def capabilities(self) -> Answer:
-        return Answer(200, self._capabilities_body)
+    def capabilities(self) -> ServiceAnswer:
+        return ServiceAnswer(200, self._capabilities_body)
 
     # ------------------------------------------------------------------ new-eval
 
-    def submit(self, body: bytes, scope: str, idempotency_key: str | None) -> Answer:
+    def submit(self, body: bytes, scope: str, idempotency_key: str | None) -> ServiceAnswer:
         """``POST new-eval/``: validate, then run (sync) or store (async).
 
         Raises:
@@ -150,7 +149,7 @@ class EvalService:
             self.store.release_idempotency(scope, idempotency_key)
             raise
 
-    def _reserve(self, scope: str, key: str, body_hash: str) -> Answer | None:
+    def _reserve(self, scope: str, key: str, body_hash: str) -> ServiceAnswer | None:
         deadline = time.monotonic() + self.config.idempotency_wait
         while True:
             found = self.store.reserve_idempotency(scope, key, body_hash,
@@ -159,7 +158,7 @@ class EvalService:
                 return None
             if found.state == "replay" and found.answer is not None:
                 self.metrics.idempotent_replays.inc()
-                return Answer(found.answer.status, found.answer.body,
+                return ServiceAnswer(found.answer.status, found.answer.body,
                               {C.HEADER_IDEMPOTENT_REPLAYED: "true"})
             if found.state == "mismatch":
                 raise ApiError(422, f"{C.HEADER_IDEMPOTENCY_KEY} {key!r} was already used with "
@@ -170,7 +169,7 @@ class EvalService:
                                headers={C.HEADER_RETRY_AFTER: "1"})
             time.sleep(_IDEMPOTENCY_POLL)
 
-    def _run(self, request: EvalRequest, idempotency: tuple[str, str] | None) -> Answer:
+    def _run(self, request: EvalRequest, idempotency: tuple[str, str] | None) -> ServiceAnswer:
         ids = new_eval_ids(len(request.items))
         if request.is_async:
             return self._queue(request, ids, idempotency)
@@ -194,19 +193,19 @@ class EvalService:
             if r.error_message is not None:
                 failed += 1
             evaluations.append(entry)
-        answer = Answer(200, _ok([{"evaluations": evaluations}]))
+        answer = ServiceAnswer(200, _ok([{"evaluations": evaluations}]))
         self.store.insert(jobs, self._stored(idempotency, answer))
         # Counted once stored: an evaluation whose result was lost never happened.
         self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
     def _queue(self, request: EvalRequest, ids: list[str],
-               idempotency: tuple[str, str] | None) -> Answer:
+               idempotency: tuple[str, str] | None) -> ServiceAnswer:
         name, output_type = request.template.name, request.template.output_type
         jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
                        model=request.model)
                 for i, item in zip(ids, request.items, strict=True)]
-        answer = Answer(200, _ok([{"evaluations": [
+        answer = ServiceAnswer(200, _ok([{"evaluations": [
             {"name": name, "output_type": output_type, "eval_id": i} for i in ids]}]))
         with self._admission:  # check and insert together, or concurrent submits overshoot
             depth = self.store.queue_depth()
@@ -221,7 +220,7 @@ class EvalService:
 
     @staticmethod
     def _stored(idempotency: tuple[str, str] | None,
-                answer: Answer) -> tuple[str, str, IdempotencyAnswer] | None:
+                answer: ServiceAnswer) -> tuple[str, str, IdempotencyAnswer] | None:
         return (*idempotency, IdempotencyAnswer(answer.status, answer.body)) if idempotency \
             else None
 
@@ -247,13 +246,13 @@ class EvalService:
     def _payload(self, ev: StoredEval) -> dict[str, Any]:
         # evalStatus repeats eval_status (PROTOCOL.md B, "Status alias"), in --compat too: the
         # hosted service sends it, and its published cookbook reads it.
-        if ev.status in _FINISHED:
+        if ev.status in FINISHED_STATUSES:
             return {"eval_status": ev.status, STATUS_ALIAS: ev.status,
                     "result": self._record(ev), "error_message": ev.error_message}
         return {"eval_status": ev.status, STATUS_ALIAS: ev.status,
                 "result": C.PROCESSING_MESSAGE, "error_message": None}
 
-    def get_one(self, eval_id: Sequence[str]) -> Answer:
+    def get_one(self, eval_id: Sequence[str]) -> ServiceAnswer:
         """``GET new-eval/?eval_id=``.
 
         Raises:
@@ -268,10 +267,10 @@ class EvalService:
         found = self.store.get_many([canonical]).get(canonical)
         if found is None:
             raise ApiError(404, f"no evaluation with eval_id {canonical}")
-        headers = {} if found.status in _FINISHED else self._poll_headers
-        return Answer(200, _ok(self._payload(found)), headers)
+        headers = {} if found.status in FINISHED_STATUSES else self._poll_headers
+        return ServiceAnswer(200, _ok(self._payload(found)), headers)
 
-    def bulk_status(self, body: bytes) -> Answer:
+    def bulk_status(self, body: bytes) -> ServiceAnswer:
         """``POST new-eval/status/`` (section B): one entry per id asked, in the order asked.
 
         A repeated id is read and serialised once (its later entries share the bytes). The
@@ -295,7 +294,7 @@ class EvalService:
             size += len(part) + 1
             unfinished = unfinished or not finished
         answer = b'{"status":true,"result":[' + b",".join(parts) + b"]}"
-        return Answer(200, answer, self._poll_headers if unfinished else {})
+        return ServiceAnswer(200, answer, self._poll_headers if unfinished else {})
 
     def _status_parts(self, ids: list[str]) -> Iterator[tuple[bytes, bool]]:
         """Each asked id's serialised entry and whether it is finished. The store is read in
@@ -314,12 +313,13 @@ class EvalService:
     def _status_entry(self, eval_id: str, ev: StoredEval | None) -> tuple[dict[str, Any], bool]:
         """One bulk-status entry and whether it is finished (an unknown id is)."""
         if ev is None:
-            entry = {"eval_status": "not_found", STATUS_ALIAS: "not_found", "result": None,
+            entry = {"eval_status": EvalStatus.NOT_FOUND, STATUS_ALIAS: EvalStatus.NOT_FOUND,
+                     "result": None,
                      "error_message": f"no evaluation with eval_id {eval_id}"}
             finished = True
         else:
             entry = self._payload(ev)
-            finished = ev.status in _FINISHED
+            finished = ev.status in FINISHED_STATUSES
         entry["eval_id"] = eval_id
         return entry, finished
 

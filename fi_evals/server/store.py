@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fi_evals.protocol import EvalStatus, FinishedStatus
+
 __all__ = [
     "ClaimedJob",
     "FinishedJob",
@@ -38,7 +40,7 @@ class NewJob:
     inputs: Mapping[str, Any]
     params: Mapping[str, Any]
     model: str | None
-    status: str = "pending"
+    status: str = EvalStatus.PENDING
     output: Any = None
     reason: str | None = None
     runtime: int = 0
@@ -61,7 +63,7 @@ class FinishedJob:
     """A worker's result for one claimed job."""
 
     eval_id: str
-    status: Literal["completed", "failed"]
+    status: FinishedStatus
     output: Any
     reason: str | None
     runtime: int

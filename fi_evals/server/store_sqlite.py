@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from fi_evals.protocol import UNFINISHED_STATUSES
 from fi_evals.server.store import (
     ClaimedJob,
     FinishedJob,
@@ -94,7 +95,7 @@ class SQLiteJobStore(JobStore):
     def _count_queued(conn: sqlite3.Connection) -> int:
         # Two counts so that each uses its partial index.
         return sum(conn.execute(f"SELECT count(*) FROM evals WHERE status='{s}'").fetchone()[0]
-                   for s in ("pending", "processing"))
+                   for s in sorted(UNFINISHED_STATUSES))
 
     # ------------------------------------------------------------------ connections
 
@@ -139,7 +140,7 @@ class SQLiteJobStore(JobStore):
              j.error_message, now, now)
             for j in jobs
         ]
-        pending = sum(1 for j in jobs if j.status in ("pending", "processing"))
+        pending = sum(1 for j in jobs if j.status in UNFINISHED_STATUSES)
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO evals (id, template, status, inputs, params, model, output, reason,"

@@ -1,4 +1,4 @@
-"""Acceptance 11: the HTTP layer only needs the JobStore/Executor interfaces.
+"""Acceptance 11: the HTTP layer only needs the JobStore/JobExecutor interfaces.
 
 A dict-backed store and a synchronous executor, written here against the interfaces alone,
 serve the protocol as the SQLite store and the thread pool do.
@@ -13,7 +13,7 @@ from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
-from fi_evals.server.executor import Executor, evaluate_items
+from fi_evals.server.executor import JobExecutor, evaluate_items
 from fi_evals.server.store import (
     ClaimedJob,
     FinishedJob,
@@ -101,7 +101,7 @@ class MemoryJobStore(JobStore):
         pass
 
 
-class InlineExecutor(Executor):
+class InlineExecutor(JobExecutor):
     """Runs pending work at once, on the thread that stored it."""
 
     def __init__(self, store: JobStore, registry: Any, config: Any, count: Any) -> None:

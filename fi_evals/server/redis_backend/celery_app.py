@@ -24,6 +24,7 @@ from celery import Celery
 
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
+from fi_evals.protocol import EvalStatus
 from fi_evals.server.evaluators import BaseEvaluator, NotEvaluable, Registry
 from fi_evals.server.executor import ItemResult, evaluate_items
 from fi_evals.server.redis_backend.settings import BackendURL
@@ -139,7 +140,7 @@ class WorkerState:
                 evaluator = self.registry.get(template)
             except NotEvaluable as exc:
                 for job in group:
-                    yield job, ItemResult("failed", None, None, 0, str(exc))
+                    yield job, ItemResult(EvalStatus.FAILED, None, None, 0, str(exc))
                 continue
             batches = ([group] if type(evaluator).evaluate_many is not
                        BaseEvaluator.evaluate_many else [[job] for job in group])

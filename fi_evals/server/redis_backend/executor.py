@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from celery import Celery
 
 from fi_evals import _constants as C
-from fi_evals.server.executor import Executor
+from fi_evals.server.executor import JobExecutor
 from fi_evals.server.redis_backend.celery_app import TASK_NAME
 from fi_evals.server.redis_backend.store import RedisJobStore
 
@@ -28,7 +28,7 @@ log = logging.getLogger("fi_evals.server.executor")
 _SWEEP_BATCH = 5_000  # outbox ids re-sent per sweep
 
 
-class CeleryExecutor(Executor):
+class CeleryExecutor(JobExecutor):
     """Publishes chunks of ``chunk_size`` evaluation ids as Celery tasks."""
 
     def __init__(self, store: RedisJobStore, app: Celery, *, sim_latency_ms: int = 0,

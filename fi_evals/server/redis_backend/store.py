@@ -30,6 +30,7 @@ from typing import Any
 import redis
 
 from fi_evals import _constants as C
+from fi_evals.protocol import UNFINISHED_STATUSES
 from fi_evals.server.redis_backend.settings import BackendURL
 from fi_evals.server.store import (
     ClaimedJob,
@@ -47,7 +48,6 @@ log = logging.getLogger("fi_evals.server.store")
 
 _US = "\x1f"  # separates template and outcome in the m:evals hash fields
 _FIELDS = ("t", "s", "i", "m", "o", "r", "rt", "err")
-_FINISHED = ("completed", "failed")
 
 # KEYS[1] starts counter, KEYS[2..] evaluations; ARGV[1] owner.
 # Returns [index, template, inputs, params, model, ...] for each claimed evaluation.
@@ -186,7 +186,7 @@ class RedisJobStore(JobStore):
             pipe.hset(key, mapping=fields)
             if self.backend.result_ttl:
                 pipe.expire(key, self.backend.result_ttl)
-            if job.status in ("pending", "processing"):
+            if job.status in UNFINISHED_STATUSES:
                 pending.append(job.eval_id)
         if pending:
             pipe.zadd(self.k_outbox, dict.fromkeys(pending, now))

@@ -19,7 +19,7 @@ except ImportError as exc:  # depends on the installed extras
 from fi_evals import _constants as C
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators import Registry
-from fi_evals.server.executor import CountFn, Executor
+from fi_evals.server.executor import CountFn, JobExecutor
 from fi_evals.server.redis_backend.celery_app import make_celery
 from fi_evals.server.redis_backend.cluster import RedisMetrics, RedisRateLimiter
 from fi_evals.server.redis_backend.executor import CeleryExecutor
@@ -49,7 +49,7 @@ class RedisBackend:
                  self.url, C.CELERY_QUEUE)
 
     def executor_factory(self, store: JobStore, registry: Registry, config: ServerConfig,
-                         count: CountFn) -> Executor:
+                         count: CountFn) -> JobExecutor:
         """The :data:`~fi_evals.server.application.ExecutorFactory` of this backend."""
         assert isinstance(store, RedisJobStore)
         return CeleryExecutor(store, self.celery, sim_latency_ms=config.sim_latency_ms)
