@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from fi_evals._version import __version__
+from fi_evals.cli._exit import EXIT_USAGE
 
 # subcommand -> module under fi_evals.cli
 SUBCOMMANDS = {
@@ -24,8 +25,6 @@ SUBCOMMANDS = {
     "view": "runs",
     "diff": "runs",
 }
-
-EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,12 +37,9 @@ from fi_evals.cli._args import (
     positive_float,
     positive_int,
 )
+from fi_evals.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["add_parser", "run"]
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 _CONFIG_KEYS = frozenset({"evals", "map", "thresholds", "async", "workers", "chunk_size",
                           "item_timeout", "deadline", "journal", "output", "max_error_rate",

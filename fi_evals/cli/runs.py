@@ -24,12 +24,9 @@ from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.cli._args import non_negative_int
+from fi_evals.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["add_parser"]
-
-EXIT_OK = 0
-EXIT_REGRESSED = 1
-EXIT_USAGE = 2
 
 _RUN_HELP = ("a run id, a name (its newest run), latest, latest~N, an id prefix or a run "
              "folder")
@@ -299,4 +296,4 @@ def run_diff(args: argparse.Namespace) -> int:
                        f"exit 0: PASS: {diff.regressed_rows:,} regressed rows <= "
                        f"--max-regressions {args.max_regressions}")
             print(verdict)
-    return EXIT_REGRESSED if too_many else EXIT_OK
+    return EXIT_FAILED if too_many else EXIT_OK

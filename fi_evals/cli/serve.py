@@ -26,12 +26,10 @@ from fi_evals.cli._args import (
     positive_float,
     positive_int,
 )
+from fi_evals.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["add_parser", "run"]
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 
@@ -194,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"fi-evals serve needs the server extra: pip install 'fi-evals[server]' ({exc})",
               file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_FAILED
     try:
         config = _config(args)
     except ValueError as exc:
@@ -207,14 +205,14 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"fi-evals serve: cannot listen on {config.host}:{config.port}: {exc}",
               file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_FAILED
     stop = threading.Event()
     signals: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
         signals.append(signum)
         if len(signals) > 1:  # a second signal: no more waiting
-            os._exit(EXIT_ERROR)
+            os._exit(EXIT_FAILED)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -231,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         signal.Signals(signals[0]).name, config.drain_timeout)
     clean = server.stop(config.drain_timeout)
     logging.getLogger("fi_evals.server").info("stopped%s", "" if clean else " (timed out)")
-    return EXIT_OK if clean else EXIT_ERROR
+    return EXIT_OK if clean else EXIT_FAILED
 
 
 def read_serving_url(stream: IO[bytes], timeout: float) -> str | None:

@@ -25,13 +25,11 @@ from fi_evals.cli._args import (
     positive_float,
     positive_int,
 )
+from fi_evals.cli._exit import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 __all__ = ["READY_LINE_PREFIX", "add_parser", "run"]
 
 READY_LINE_PREFIX = "fi-evals worker ready: "
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
 _POOLS = ("threads", "prefork", "solo")
 # Celery logs two INFO lines per task: too many for chunks of cheap evaluations.
 _CHATTY_LOGGERS = ("celery.app.trace", "celery.worker.strategy")
@@ -128,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"fi-evals worker needs the redis extra: pip install 'fi-evals[redis]' ({exc})",
               file=sys.stderr)
-        return EXIT_ERROR
+        return EXIT_FAILED
     try:
         app, pool = _build(args)
     except (ValueError, ImportError, AttributeError) as exc:
