@@ -37,10 +37,12 @@ __all__ = ["add_parser", "run"]
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter,
                      argparse.ArgumentDefaultsHelpFormatter):
-    """Shows defaults, except the unset (None) and on/off ones, where they say nothing."""
+    """Shows defaults, except the unset (None) and on/off ones, where they say nothing, and
+    the options whose help says its default itself."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or isinstance(action.default, bool):
+        if (action.default is None or isinstance(action.default, bool)
+                or "(default" in (action.help or "")):
             return action.help or ""
         return super()._get_help_string(action) or ""
 
