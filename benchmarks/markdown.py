@@ -101,7 +101,7 @@ def _p4(an: dict[str, Any]) -> list[str]:
                   "budget. Peak RSS is a property of the batch engine's window, not of timing: "
                   "a trial run of `make bench` with three 1,000,000-item rounds the same day "
                   "measured 53.7, 55.1 and 53.7 MB "
-                  "(see the README's batch section for the area's own figures)."]
+                  "(see docs/batch.md for the area's own figures)."]
     return lines
 
 
