@@ -246,6 +246,11 @@ class Transport:
     def closed(self) -> bool:
         return self._closed.is_set()
 
+    @property
+    def api_key(self) -> str:
+        """The API key this transport sends (the score logger names its spool file after it)."""
+        return str(self._session.headers[HEADER_API_KEY])
+
     def stats(self) -> TransportStats:
         """A snapshot of the request, retry and throttle counters."""
         return self._counters.snapshot()

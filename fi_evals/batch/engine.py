@@ -25,7 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS
 from fi_evals._context import ClientContext
@@ -370,8 +370,8 @@ class Coordinator:
         self.limit.on_success()
         ids = [item.eval_id for item in items]
         if self.journal is not None and all(ids):
-            self.journal.record_ids(request.key, ids)  # type: ignore[arg-type]
-        request.eval_ids = ids  # type: ignore[assignment]
+            self.journal.record_ids(request.key, ids)
+        request.eval_ids = ids
         now = time.monotonic()
         for pos, item in zip(request.positions, items):
             if request.is_async:
@@ -473,12 +473,12 @@ class Coordinator:
                 self._emit_item(chunk, pos)
 
     def _emit_item(self, chunk: ChunkState, pos: int) -> None:
-        results = dict(zip(self._labels, chunk.results[pos]))  # type: ignore[arg-type]
+        # Emitted once the chunk has no open outcome: every result is set.
+        outcomes = cast("list[EvalResult]", chunk.results[pos])
+        results = dict(zip(self._labels, outcomes))
         task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
         item = BatchItem(index=chunk.start + pos, item=dict(chunk.row(pos)), results=results,
-                         task_output=task_output,
-                         passed=item_verdict(self.s.specs,
-                                             chunk.results[pos]))  # type: ignore[arg-type]
+                         task_output=task_output, passed=item_verdict(self.s.specs, outcomes))
         self.stats.note_item(item.index, results)
         if self.writer is not None:
             self.writer.write(item)

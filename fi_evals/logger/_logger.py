@@ -3,7 +3,8 @@
 The caller's side (``log()``) numbers the score and appends it to a bounded in-memory queue:
 one short critical section, no I/O, no validation, and every exception caught. A daemon
 *sender* thread checks, batches and submits (:mod:`fi_evals.logger._worker`), a *delivery*
-thread polls and hands out results (:mod:`fi_evals.logger._poll`), and a *spool writer*
+thread polls and hands out results (:mod:`fi_evals.logger._poll`), the two sharing one
+connection state (:mod:`fi_evals.logger._link`), and a *spool writer*
 thread moves queue overflow to the on-disk spool, so that a sender stuck on a slow server
 never makes ``log()`` wait or drop under the default ``spool`` policy.
 
@@ -32,7 +33,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from fi_evals._constants import (
-    HEADER_API_KEY,
     LOGGER_BATCH_SIZE,
     LOGGER_BLOCK_TIMEOUT,
     LOGGER_CLOSE_TIMEOUT,
@@ -50,9 +50,10 @@ from fi_evals._constants import (
     LOGGER_SPOOL_SUBDIR,
     LOGGER_STATS_INTERVAL,
 )
-from fi_evals._retry import RetryPolicy
+from fi_evals._retry import Backoff, RetryPolicy
 from fi_evals._transport import Transport
 from fi_evals.logger._delivery import Delivery, JsonlSink, Sink, Watermark
+from fi_evals.logger._link import Link
 from fi_evals.logger._poll import Poller
 from fi_evals.logger._queue import DROPPED, ScoreQueue
 from fi_evals.logger._spool import Spool
@@ -133,7 +134,7 @@ class ScoreLogger:
         policy = OverflowPolicy(overflow)
         if batch_size < 1 or max_pending < 1:
             raise ValueError("batch_size and max_pending must be at least 1")
-        base = evaluator._transport  # the Evaluator's server, keys and timeouts
+        base = evaluator.context.transport  # the Evaluator's server, keys and timeouts
         self._base_transport = base
         self._spool_path = self._pick_spool(spool, policy, base)
         self._sink: Callable[[LoggedScore], Any] | None = (
@@ -143,8 +144,10 @@ class ScoreLogger:
         self.policy = policy
         self.exit_timeout = exit_timeout
         self._queue_args = (queue_size, policy, block_timeout, LOGGER_OVERFLOW_MAX)
-        self._cfg = WorkerConfig(batch_size, linger, poll_interval, max_pending,
-                                 reconnect_initial, reconnect_max, stats_interval)
+        self._cfg = WorkerConfig(batch_size=batch_size, linger=linger,
+                                 poll_interval=poll_interval, max_pending=max_pending,
+                                 reconnect_initial=reconnect_initial,
+                                 reconnect_max=reconnect_max, stats_interval=stats_interval)
         self._spool = Spool(self._spool_path) if self._spool_path else None
         self._build()
         self._start()
@@ -161,8 +164,8 @@ class ScoreLogger:
         if spool is None and policy is not OverflowPolicy.SPOOL:
             return None
         if spool is None or spool is True:
-            # The key is read off the Evaluator's session: it lives on the instance only.
-            return default_spool_path(base.base_url, str(base._session.headers[HEADER_API_KEY]))
+            # The key is read off the Evaluator's transport: it lives on the instance only.
+            return default_spool_path(base.base_url, base.api_key)
         return os.fspath(spool)
 
     def _build(self) -> None:
@@ -177,9 +180,16 @@ class ScoreLogger:
         self._transport = self._base_transport.clone(
             pool_size=3, retry=RetryPolicy(max_attempts=LOGGER_RETRY_ATTEMPTS))
         self._delivery = Delivery(self._counters, self._watermark, self._sink, self._on_error)
-        self._worker = Worker(self._cfg, self._queue, self._spool, self._transport,
-                              self._delivery, self._counters, self._callbacks)
-        self._poller = Poller(self._worker, lambda: str(self.stats()), self._cfg.stats_interval)
+        # What the sender and the delivery thread share about the server: one object.
+        self._link = Link(self._transport, self._delivery, self._counters, self._callbacks,
+                          poll_interval=self._cfg.poll_interval,
+                          reconnect=Backoff(self._cfg.reconnect_initial, self._cfg.reconnect_max,
+                                            jitter="equal"),
+                          spool_path=self._spool.path if self._spool is not None else None)
+        self._worker = Worker(self._cfg, self._link, self._queue, self._spool)
+        self._poller = Poller(self._link, f"overflow policy {self._queue.policy.value}, queue "
+                              f"size {self._queue.maxsize}", lambda: str(self.stats()),
+                              self._cfg.stats_interval)
         self._threads: list[threading.Thread] = []
         self._stop_writer = threading.Event()
         self._start_lock = threading.Lock()
@@ -201,7 +211,7 @@ class ScoreLogger:
             self._pid = _current_pid[0]
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("online" if self._worker.online else "offline")
+        state = "closed" if self._closed else ("online" if self._link.online else "offline")
         return (f"<ScoreLogger {self._transport.base_url} {state} policy={self.policy.value} "
                 f"in_queue={len(self._queue)} spool={self._spool_path!r}>")
 
@@ -277,8 +287,8 @@ class ScoreLogger:
         self._queue.wake.set()  # no lingering for a fuller batch: someone is waiting
         if not self._watermark.wait(mark, timeout):
             return False
-        self._worker.ready.wait(_remaining(deadline))
-        while self._worker.inherited() or self._older_spooled():
+        self._link.ready.wait(_remaining(deadline))
+        while self._link.inherited() or self._older_spooled():
             left = _remaining(deadline)
             if left is not None and left <= 0:
                 return False
@@ -345,14 +355,14 @@ class ScoreLogger:
         except Exception:  # a locked or broken spool must not break stats()
             in_spool = -1
         return LoggerStats(queued=queued, in_queue=len(self._queue),
-                           pending=len(self._worker.pending), in_spool=in_spool,
-                           online=self._worker.online, **values)
+                           pending=len(self._link.pending), in_spool=in_spool,
+                           online=self._link.online, **values)
 
     # ------------------------------------------------------------------ threads
 
     def _write_overflow(self) -> None:
         """The spool writer: moves queue overflow to the spool, whatever the sender does."""
-        self._worker.ready.wait()
+        self._link.ready.wait()
         while True:
             stopping = self._stop_writer.is_set()
             self._queue.overflow_wake.clear()

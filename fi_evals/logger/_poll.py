@@ -1,6 +1,7 @@
 """The score logger's delivery thread: poll submitted scores, hand out the results.
 
-It runs next to the sender (``_worker.Worker``) so that waiting on status answers never holds
+It runs next to the sender (``_worker.Worker``), sharing only the logger's
+:class:`~fi_evals.logger._link.Link` with it, so that waiting on status answers never holds
 up submissions, and it is the only thread that runs user code for results (callbacks, the
 sink), so a callable sink needs no lock of its own. ``on_error`` may also be called from the
 sender (a server that went away, an internal error).
@@ -16,17 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from fi_evals._constants import POLL_MAX_DELAY
 from fi_evals._exceptions import FiEvalsError, ItemError
 from fi_evals._transport import Transport
+from fi_evals.logger._link import Link
 from fi_evals.logger._prepare import Item
 from fi_evals.logger._types import LoggedScore, LoggerError
 from fi_evals.protocol import BulkStatusEntry, EvalResultPayload
-
-if TYPE_CHECKING:
-    from fi_evals.logger._worker import Worker
 
 __all__ = ["Poller", "poll_round", "score_of"]
 
@@ -76,121 +74,120 @@ def score_of(item: Item, eval_id: str, entry: EvalResultPayload) -> LoggedScore:
 
 
 class Poller:
-    """The delivery thread's loop, sharing the worker's state (under its lock).
+    """The delivery thread's loop, on the logger's shared :class:`Link` (under its lock).
 
     Args:
-        worker: the sender, whose ``pending``, ``online`` and lock this loop shares.
+        link: the connection state it shares with the sender (``pending``, ``online``...).
+        overflow: how the queue overflows, for the "dropped" event (policy and size).
         stats_line: renders the counters for the periodic INFO line.
         stats_interval: seconds between two INFO lines.
     """
 
-    def __init__(self, worker: Worker, stats_line: Callable[[], str],
+    def __init__(self, link: Link, overflow: str, stats_line: Callable[[], str],
                  stats_interval: float) -> None:
-        self.worker = worker
+        self.link = link
+        self.overflow = overflow
         self.stats_line = stats_line
         self.stats_interval = stats_interval
         self._next_stats = time.monotonic() + stats_interval
         self._dropped_reported = 0
 
     def __repr__(self) -> str:
-        return f"<Poller of {self.worker!r}>"
+        return f"<Poller of {self.link!r}>"
 
     def run(self) -> None:
-        w = self.worker
-        w.ready.wait()
-        while not w.stopping.is_set():
+        link = self.link
+        link.ready.wait()
+        while not link.stopping.is_set():
             try:
                 self._turn()
             except Exception as exc:  # the loop must survive its own bugs
-                w.internal("a delivery turn", exc)
-                w.stopping.wait(0.1)
+                link.internal("a delivery turn", exc)
+                link.stopping.wait(0.1)
             self.deliver_ready()
         self.deliver_ready()
 
     def _turn(self) -> None:
-        w = self.worker
+        link = self.link
         now = time.monotonic()
         self._report(now)
-        if not w.probe_due() or not w.pending or now < w.next_poll:
-            wait = _IDLE_WAIT_S if not w.pending else min(_IDLE_WAIT_S, w.next_poll - now)
-            w.poll_wake.clear()
-            if not w.ready_scores:
-                w.poll_wake.wait(max(0.0, wait))
+        if not link.probe_due() or not link.pending or now < link.next_poll:
+            wait = _IDLE_WAIT_S if not link.pending else min(_IDLE_WAIT_S, link.next_poll - now)
+            link.poll_wake.clear()
+            if not link.ready_scores:
+                link.poll_wake.wait(max(0.0, wait))
             return
         self._round()
 
     def _report(self, now: float) -> None:
-        counters = self.worker.counters
-        dropped = counters.values["dropped"]  # one int read: no lock needed
+        dropped = self.link.counters.values["dropped"]  # one int read: no lock needed
         if dropped > self._dropped_reported:
             n, self._dropped_reported = dropped - self._dropped_reported, dropped
-            queue = self.worker.queue
-            self.worker.delivery.report(LoggerError(
-                "dropped", f"{n} scores dropped (overflow policy {queue.policy.value}, "
-                f"queue size {queue.maxsize})", count=n))
+            self.link.delivery.report(LoggerError(
+                "dropped", f"{n} scores dropped ({self.overflow})", count=n))
         if now >= self._next_stats:
             self._next_stats = now + self.stats_interval
             log.info("score logger stats: %s", self.stats_line())
 
     def _round(self) -> None:
-        w = self.worker
-        with w.state:
-            ids = list(w.pending)
+        link = self.link
+        with link.state:
+            ids = list(link.pending)
         retry_after: float | None = None
         try:
-            for asked, entries, hint in poll_round(w.transport, ids):
+            for asked, entries, hint in poll_round(link.transport, ids):
                 retry_after = hint if hint is not None else retry_after
-                with w.state:
-                    if w.abandoned:
+                with link.state:
+                    if link.abandoned:
                         return
                     self._polled(asked, entries)
                 self.deliver_ready()
         except FiEvalsError as exc:
-            with w.state:
-                if w.abandoned:
+            with link.state:
+                if link.abandoned:
                     return
                 if ItemError.from_exception(exc).retryable:
-                    w.went_offline(None, exc)
+                    link.went_offline(exc)
                 else:
-                    w.internal("polling", exc)
-                    w.next_poll = time.monotonic() + POLL_MAX_DELAY
+                    link.internal("polling", exc)
+                    link.next_poll = time.monotonic() + POLL_MAX_DELAY
             return
-        with w.state:
+        with link.state:
             if ids:
-                w.reachable()
-        wait = max(w.cfg.poll_interval, min(retry_after or 0.0, POLL_MAX_DELAY))
-        w.next_poll = time.monotonic() + wait
+                link.reachable()
+        wait = max(link.poll_interval, min(retry_after or 0.0, POLL_MAX_DELAY))
+        link.next_poll = time.monotonic() + wait
 
     def _polled(self, asked: Sequence[str], entries: Sequence[EvalResultPayload]) -> None:
-        w = self.worker
+        link = self.link
         for eval_id, entry in zip(asked, entries):
             if isinstance(entry, BulkStatusEntry) and entry.eval_id != eval_id:
                 continue  # out of order (should not happen): poll it again
-            item = w.pending.get(eval_id)
+            item = link.pending.get(eval_id)
             if item is None:
                 continue
             if entry.eval_status == "not_found":
-                del w.pending[eval_id]
-                w.finish(item, LoggedScore(item.eval_name, "failed", eval_id=eval_id,
-                                           metadata=item.metadata,
-                                           error="the server does not know this eval_id"))
+                del link.pending[eval_id]
+                link.finish(item, LoggedScore(item.eval_name, "failed", eval_id=eval_id,
+                                              metadata=item.metadata,
+                                              error="the server does not know this eval_id"))
             elif entry.finished:
-                del w.pending[eval_id]
-                w.finish(item, score_of(item, eval_id, entry))
+                del link.pending[eval_id]
+                link.finish(item, score_of(item, eval_id, entry))
 
     def deliver_ready(self) -> None:
         """Hand final results to callbacks and the sink, then settle them for ``flush()``."""
-        w = self.worker
+        delivery = self.link.delivery
         settled: list[int] = []
         while True:
             try:
-                score, callback, lseq = w.ready_scores.popleft()
+                score, callback, lseq = self.link.ready_scores.popleft()
             except IndexError:
                 break
-            w.delivery.deliver(score, callback)
+            delivery.deliver(score, callback)
             if lseq is not None:
                 settled.append(lseq)
         if settled:
-            w.delivery.flush_sink()  # before settling: flush() promises the sink has them
+            delivery.flush_sink()  # before settling: flush() promises the sink has them
             for lseq in settled:
-                w.delivery.watermark.settle(lseq)
+                delivery.watermark.settle(lseq)

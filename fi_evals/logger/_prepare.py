@@ -40,7 +40,7 @@ from fi_evals.protocol import TemplateInfo
 __all__ = ["Item", "Preparer"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class Item:
     """One checked, encoded score on its way through the worker.
 
@@ -67,7 +67,8 @@ class Item:
                 "params": self.params, "batchable": self.batchable}
 
     def row(self) -> SpoolRow:
-        return SpoolRow(self.gen, self.lseq, self.grp, self.eval_name, self.record())
+        return SpoolRow(gen=self.gen, lseq=self.lseq, grp=self.grp, eval_name=self.eval_name,
+                        record=self.record())
 
 
 class Preparer:
@@ -105,8 +106,9 @@ class Preparer:
         wire = encode_item(entry.inputs, spec)
         params_text = _canonical(params) if params else None
         grp, batchable = self._group(name, entry.model, params_text, tuple(wire), spec)
-        return Item(gen, entry.lseq, name, grp, batchable, wire, entry.model, params,
-                    entry.metadata, entry.callback, own=True)
+        return Item(gen=gen, lseq=entry.lseq, eval_name=name, grp=grp, batchable=batchable,
+                    wire=wire, model=entry.model, params=params, metadata=entry.metadata,
+                    callback=entry.callback, own=True)
 
     def _group(self, name: str, model: str | None, params_text: str | None,
                keys: tuple[str, ...], spec: TemplateSpec) -> tuple[str, bool]:
@@ -143,10 +145,12 @@ class Preparer:
         """An item read back from the spool (its callback only if this logger logged it)."""
         rec = row.record
         own = row.gen == own_gen
-        return Item(row.gen, row.lseq, row.eval_name, row.grp, bool(rec.get("batchable", True)),
-                    dict(rec.get("inputs") or {}), rec.get("model"), rec.get("params"),
-                    rec.get("metadata"), callbacks.get(row.lseq) if own else None, own,
-                    row.id)
+        return Item(gen=row.gen, lseq=row.lseq, eval_name=row.eval_name, grp=row.grp,
+                    batchable=bool(rec.get("batchable", True)),
+                    wire=dict(rec.get("inputs") or {}), model=rec.get("model"),
+                    params=rec.get("params"), metadata=rec.get("metadata"),
+                    callback=callbacks.get(row.lseq) if own else None, own=own,
+                    row_id=row.id)
 
     @staticmethod
     def body(items: Sequence[Item]) -> dict[str, Any]:

@@ -75,12 +75,13 @@ _BUSY_TIMEOUT_S = 30.0
 _WINDOW_FACTOR = 4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpoolRow:
     """One spooled score: where it stands in log order, its batch group and its record.
 
-    ``record`` holds the wire-ready inputs and everything needed to rebuild the result
-    (``inputs``, ``metadata``, ``model``, ``config``); ``id`` is None until written.
+    ``record`` holds the wire-ready inputs and everything needed to send them again and
+    rebuild the result (``inputs``, ``metadata``, ``model``, ``params``, ``batchable``);
+    ``id`` is None until written.
     """
 
     gen: int
@@ -328,24 +329,18 @@ class Spool:
                                     (gen,)).fetchone()[0])
 
     def count_submitted(self) -> int:
+        """Accepted scores whose results the next logger on this spool is to fetch."""
         with self._txn(read_only=True) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM submitted").fetchone()[0])
 
-    def max_id(self) -> int:
-        with self._txn(read_only=True) as conn:
-            return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0])
-
-    def count_up_to(self, row_id: int) -> int:
-        with self._txn(read_only=True) as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM entries WHERE id<=?",
-                                    (row_id,)).fetchone()[0])
-
 
 class _Txn:
-    """``with spool._txn() as conn``: the spool's lock, then one IMMEDIATE transaction.
+    """``with spool._txn() as conn``: the spool's lock, then one transaction (committed, or
+    rolled back on an exception).
 
-    IMMEDIATE takes SQLite's write lock at BEGIN, so two processes claiming the head never
-    both read it before either updates it.
+    A writing transaction is IMMEDIATE: it takes SQLite's write lock at BEGIN, so two processes
+    claiming the head never both read it before either updates it. A ``read_only`` one is a
+    plain (deferred) BEGIN.
     """
 
     def __init__(self, spool: Spool, read_only: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import pytest
 from _helpers import metric_sum
 
 from fi_evals import _constants as C
-from fi_evals.cli import main
+from fi_evals.cli import COMMANDS, build_parser, main
 
 from .conftest import rows
 from .test_resume import _count
@@ -148,3 +149,27 @@ def test_ctrl_c_prints_partial_summary_and_keeps_the_journal_usable(
     assert again.returncode == 0, again.stderr
     assert "200 items x 1 evals" in again.stdout and "resumed" in again.stdout
     assert metric_sum(server, "fi_evals_evaluations_total") == 200
+
+
+def test_help_lists_every_command_and_each_imports_only_its_module(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The registry's help is each module's own (one text per command, said once).
+    full = build_parser()
+    choices = next(a for a in full._actions if isinstance(a, argparse._SubParsersAction))
+    assert [c.dest for c in choices._choices_actions] == list(COMMANDS)
+    assert {c.dest: c.help for c in choices._choices_actions} == {
+        name: command.help for name, command in COMMANDS.items()}
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in COMMANDS)
+    assert "run the reference evaluation server" in listing
+    # A command builds its own module's parsers; the rest are names in the listing.
+    code = ("import sys\nfrom fi_evals.cli import main\n"
+            "try:\n    main(['diff', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('fi_evals.cli.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    command_modules = {f"fi_evals.cli.{c.module}" for c in COMMANDS.values()}
+    assert command_modules & set(out.split()) == {"fi_evals.cli.runs"}

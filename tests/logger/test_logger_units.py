@@ -12,11 +12,16 @@ from pathlib import Path
 import pytest
 
 from fi_evals._exceptions import InvalidInputError, UnknownTemplateError
+from fi_evals._retry import Backoff
+from fi_evals._transport import Transport
 from fi_evals.logger import OverflowPolicy, default_spool_path
-from fi_evals.logger._delivery import Watermark
+from fi_evals.logger._delivery import Delivery, Watermark
+from fi_evals.logger._link import Link
+from fi_evals.logger._poll import Poller
 from fi_evals.logger._prepare import Preparer
 from fi_evals.logger._queue import DROPPED, OVERFLOWED, QUEUED, Entry, ScoreQueue
 from fi_evals.logger._spool import Spool, SpoolRow
+from fi_evals.logger._types import Counters, LoggedScore, LoggerError
 
 
 def _put(q: ScoreQueue, i: int) -> tuple[int, Entry | None]:
@@ -97,7 +102,8 @@ def test_watermark_advances_only_over_contiguous_settled_scores():
 
 
 def _rows(gen: int, n: int, grp: str = "g", start: int = 1) -> list[SpoolRow]:
-    return [SpoolRow(gen, i, grp, "is_json", {"inputs": {"text": str(i)}, "metadata": i})
+    return [SpoolRow(gen=gen, lseq=i, grp=grp, eval_name="is_json",
+                     record={"inputs": {"text": str(i)}, "metadata": i})
             for i in range(start, start + n)]
 
 
@@ -168,7 +174,9 @@ def test_a_spool_write_is_atomic_when_the_transaction_fails(tmp_path: Path):
     spool = Spool(tmp_path / "s.sqlite3")
     spool.append(_rows(1, 2))
     with pytest.raises(sqlite3.IntegrityError):
-        spool.append([_rows(1, 1)[0], SpoolRow(1, 9, None, "x", {})])  # type: ignore[arg-type]
+        spool.append([_rows(1, 1)[0],
+                      SpoolRow(gen=1, lseq=9, grp=None, eval_name="x",  # type: ignore[arg-type]
+                               record={})])
     assert spool.count() == 2  # neither row of the failed write is there
 
 
@@ -241,3 +249,38 @@ def test_loggers_flush_at_exit_before_urllib3_empties_its_pools(tmp_path: Path) 
                            timeout=60, env=env)
     assert child.returncode == 0, child.stderr
     assert "free connection slots at the loggers' exit flush: 2" in child.stdout, child.stdout
+
+
+# ---------------------------------------------------------------------- the shared link
+
+
+def test_the_link_is_the_one_state_both_threads_share(tmp_path: Path) -> None:
+    """Offline once (reported once, the sender's unsent batches spilled), back online, results
+    queued for the delivery thread: all through one Link, no network needed."""
+    events: list[LoggerError] = []
+    counters = Counters()
+    transport = Transport("http://127.0.0.1:9", "k" * 12, "s" * 12, pool_size=1)
+    link = Link(transport, Delivery(counters, Watermark(), None, events.append), counters, {},
+                poll_interval=0.5, reconnect=Backoff(60.0, 60.0, jitter="equal"),
+                spool_path=str(tmp_path / "s.sqlite3"))
+    spilled: list[int] = []
+    link.spill = lambda: spilled.append(1)
+    with link.state:
+        link.went_offline(ConnectionError("refused"))
+        link.went_offline(ConnectionError("refused again"))
+    assert not link.online and not link.probe_due() and link.retry_in() > 29.0
+    assert [e.kind for e in events] == ["unreachable"] and "s.sqlite3" in events[0].message
+    assert spilled == [1, 1]
+    with link.state:
+        link.reachable()
+    assert link.online and link.probe_due()
+    item = Preparer(None).prepare(Entry(7, "is_json", {"text": "{}"}, {"id": 7}, None, None,
+                                        None), gen=1)
+    link.pending["e1"] = item
+    assert link.inherited() == 0
+    link.finish(link.pending.pop("e1"), LoggedScore("is_json", "completed", eval_id="e1"))
+    assert link.poll_wake.is_set() and len(link.ready_scores) == 1
+    poller = Poller(link, "overflow policy spool, queue size 10", lambda: "", 60.0)
+    poller.deliver_ready()
+    assert not link.ready_scores and counters.values["completed"] == 1
+    transport.close()
