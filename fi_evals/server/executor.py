@@ -45,7 +45,7 @@ _FAST_CHUNK = 0.05  # seconds: a full chunk done faster than this doubles the cl
 _SLOW_CHUNK = 0.5  # seconds: a chunk slower than this halves it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ItemResult:
     """One item's result: a verdict (completed) or the reason it could not run (failed)."""
 
@@ -61,7 +61,8 @@ def _failed(exc: BaseException, runtime: int) -> ItemResult:
         message = str(exc) or type(exc).__name__
     else:  # a bug in the evaluator: say what blew up, keep the other items going
         message = f"evaluator error: {type(exc).__name__}: {exc}"
-    return ItemResult(EvalStatus.FAILED, None, None, runtime, message)
+    return ItemResult(status=EvalStatus.FAILED, output=None, reason=None, runtime=runtime,
+                      error_message=message)
 
 
 def _overrides_many(evaluator: BaseEvaluator) -> bool:
@@ -103,8 +104,9 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
                 time.sleep(left)
         runtime = int((clock() - start) * 1000)
         if isinstance(outcome, Outcome):
-            results.append(ItemResult(EvalStatus.COMPLETED, outcome.output, outcome.reason,
-                                      runtime, None))
+            results.append(ItemResult(status=EvalStatus.COMPLETED, output=outcome.output,
+                                      reason=outcome.reason, runtime=runtime,
+                                      error_message=None))
         else:
             results.append(_failed(outcome, runtime))
     return results
@@ -125,7 +127,8 @@ def _evaluate_together(evaluator: BaseEvaluator, items: Sequence[Mapping[str, An
     if left > 0:
         time.sleep(left)
     runtime = int((time.perf_counter() - start) * 1000 / len(items))
-    return [ItemResult(EvalStatus.COMPLETED, o.output, o.reason, runtime, None)
+    return [ItemResult(status=EvalStatus.COMPLETED, output=o.output, reason=o.reason,
+                       runtime=runtime, error_message=None)
             if isinstance(o, Outcome)
             else _failed(o if isinstance(o, BaseException) else TypeError(repr(o)), runtime)
             for o in outcomes]
@@ -224,8 +227,9 @@ class ThreadWorkerPool(JobExecutor):
                 # Rows already stored keep their results (finish() only updates unfinished
                 # rows); the rest fail with the reason instead of staying 'processing'.
                 message = f"server error while evaluating: {type(exc).__name__}: {exc}"
-                self._save([FinishedJob(j.eval_id, EvalStatus.FAILED.value, None, None, 0, message)
-                            for j in jobs])
+                self._save([FinishedJob(eval_id=j.eval_id, status=EvalStatus.FAILED.value,
+                                        output=None, reason=None, runtime=0,
+                                        error_message=message) for j in jobs])
             elapsed = time.monotonic() - started
             if elapsed < _FAST_CHUNK and len(jobs) == size:
                 size = min(size * 2, _MAX_CLAIM)
@@ -243,9 +247,11 @@ class ThreadWorkerPool(JobExecutor):
                 return
             group, evaluator = self._group_at(jobs, index)
             for job, result in zip(group, self._evaluate(group, evaluator), strict=True):
-                finished.append(FinishedJob(job.eval_id, result.status,  # type: ignore[arg-type]
-                                            result.output, result.reason, result.runtime,
-                                            result.error_message))
+                finished.append(FinishedJob(eval_id=job.eval_id,
+                                            status=result.status,  # type: ignore[arg-type]
+                                            output=result.output, reason=result.reason,
+                                            runtime=result.runtime,
+                                            error_message=result.error_message))
                 tally = counts.setdefault(job.template, [0, 0])
                 tally[result.status != EvalStatus.COMPLETED] += 1
             index += len(group)
@@ -276,7 +282,8 @@ class ThreadWorkerPool(JobExecutor):
     def _evaluate(self, group: list[ClaimedJob],
                   evaluator: BaseEvaluator | NotEvaluable) -> list[ItemResult]:
         if isinstance(evaluator, NotEvaluable):
-            return [ItemResult(EvalStatus.FAILED, None, None, 0, str(evaluator))] * len(group)
+            return [ItemResult(status=EvalStatus.FAILED, output=None, reason=None, runtime=0,
+                               error_message=str(evaluator))] * len(group)
         return evaluate_items(evaluator, [job.inputs for job in group], group[0].params,
                               group[0].model, self.sim_latency_ms)
 

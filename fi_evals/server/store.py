@@ -58,7 +58,7 @@ class ClaimedJob:
     model: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FinishedJob:
     """A worker's result for one claimed job."""
 

@@ -156,13 +156,16 @@ def test_only_the_first_result_of_an_evaluation_is_stored(redis_server: RedisSer
         claimed = store.claim_ids(ids, "w1")
         assert [(j.eval_id, j.inputs, j.params, j.model) for j in claimed] == [
             (i, {"text": str(n)}, {"p": 1}, "m") for n, i in enumerate(ids)]
-        first = FinishedJob(ids[0], "completed", "Passed", "first", 3, None)
+        first = FinishedJob(eval_id=ids[0], status="completed", output="Passed", reason="first",
+                            runtime=3, error_message=None)
         assert store.finish_counted([first]) == (1, 0, 0)
         # A re-delivered chunk re-claims only the two unfinished ones...
         assert [j.eval_id for j in store.claim_ids(ids, "w2")] == ids[1:]
         # ...and a late result for the finished one is dropped and counted.
-        late = FinishedJob(ids[0], "failed", None, None, 9, "late")
-        gone = FinishedJob(str(uuid.uuid4()), "completed", "Passed", "x", 1, None)
+        late = FinishedJob(eval_id=ids[0], status="failed", output=None, reason=None, runtime=9,
+                           error_message="late")
+        gone = FinishedJob(eval_id=str(uuid.uuid4()), status="completed", output="Passed",
+                           reason="x", runtime=1, error_message=None)
         assert store.finish_counted([late, gone]) == (0, 1, 1)
         stored = store.get_many(ids)[ids[0]]
         assert (stored.status, stored.output, stored.reason, stored.runtime) == (

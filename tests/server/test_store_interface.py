@@ -114,8 +114,10 @@ class InlineExecutor(JobExecutor):
         for job in self.store.claim(1000):
             evaluator = self.registry.get(CATALOGUE[job.template])
             (r,) = evaluate_items(evaluator, [job.inputs], job.params, job.model)
-            self.store.finish([FinishedJob(job.eval_id, r.status, r.output,  # type: ignore[arg-type]
-                                           r.reason, r.runtime, r.error_message)])
+            self.store.finish([FinishedJob(eval_id=job.eval_id,
+                                           status=r.status,  # type: ignore[arg-type]
+                                           output=r.output, reason=r.reason, runtime=r.runtime,
+                                           error_message=r.error_message)])
 
     def begin_stop(self) -> None:
         pass

@@ -104,9 +104,11 @@ class WorkerState:
         pending: list[FinishedJob] = []
         last_flush = time.monotonic()
         for job, result in self._evaluate(jobs, sim_latency_ms):
-            pending.append(FinishedJob(job.eval_id, result.status,  # type: ignore[arg-type]
-                                       result.output, result.reason, result.runtime,
-                                       result.error_message))
+            pending.append(FinishedJob(eval_id=job.eval_id,
+                                       status=result.status,  # type: ignore[arg-type]
+                                       output=result.output, reason=result.reason,
+                                       runtime=result.runtime,
+                                       error_message=result.error_message))
             if time.monotonic() - last_flush >= _FLUSH_SECONDS:
                 if not self._flush(store, pending, counts):
                     log.warning("evaluations of a chunk were deleted meanwhile: dropping the "
@@ -140,7 +142,8 @@ class WorkerState:
                 evaluator = self.registry.get(template)
             except NotEvaluable as exc:
                 for job in group:
-                    yield job, ItemResult(EvalStatus.FAILED, None, None, 0, str(exc))
+                    yield job, ItemResult(status=EvalStatus.FAILED, output=None, reason=None,
+                                          runtime=0, error_message=str(exc))
                 continue
             batches = ([group] if type(evaluator).evaluate_many is not
                        BaseEvaluator.evaluate_many else [[job] for job in group])
