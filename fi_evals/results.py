@@ -71,7 +71,7 @@ class EvalResult(BaseModel):
     model: str | None = None
     error_localizer_enabled: bool | None = None
     error_localizer: dict[str, Any] | None = None
-    status: ResultStatus = "completed"
+    status: ResultStatus = EvalStatus.COMPLETED.value
     error: ItemError | None = None
 
     # ------------------------------------------------------------------ views

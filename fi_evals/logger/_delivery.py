@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import IO, Any, Union
 
 from fi_evals.logger._types import Counters, LoggedScore, LoggerError
+from fi_evals.protocol import EvalStatus
 
 __all__ = ["Delivery", "JsonlSink", "Sink", "Watermark"]
 
@@ -117,10 +118,10 @@ class Delivery:
 
     def deliver(self, score: LoggedScore, callback: Callable[..., Any] | None) -> None:
         """Count the outcome, call the callback, write the sink (the caller settles it)."""
-        self.counters.add("completed" if score.status == "completed" else "failed")
+        self.counters.add(EvalStatus.COMPLETED.value if score.ok else EvalStatus.FAILED.value)
         if score.status == "rejected":
             self.counters.add("rejected")
-        if score.status != "completed":
+        if not score.ok:
             self.report(LoggerError(score.status, score.error or score.status,
                                     score.eval_name, score.metadata))
         if callback is not None:

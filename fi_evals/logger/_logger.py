@@ -54,7 +54,7 @@ from fi_evals._retry import Backoff, RetryPolicy
 from fi_evals._transport import Transport
 from fi_evals.logger._delivery import Delivery, JsonlSink, Sink, Watermark
 from fi_evals.logger._link import Link
-from fi_evals.logger._poll import Poller
+from fi_evals.logger._poll import ScorePoller
 from fi_evals.logger._queue import DROPPED, ScoreQueue
 from fi_evals.logger._spool import Spool
 from fi_evals.logger._types import Counters, LoggedScore, LoggerError, LoggerStats, OverflowPolicy
@@ -187,7 +187,7 @@ class ScoreLogger:
                                             jitter="equal"),
                           spool_path=self._spool.path if self._spool is not None else None)
         self._worker = Worker(self._cfg, self._link, self._queue, self._spool)
-        self._poller = Poller(self._link, f"overflow policy {self._queue.policy.value}, queue "
+        self._poller = ScorePoller(self._link, f"overflow policy {self._queue.policy.value}, queue "
                               f"size {self._queue.maxsize}", lambda: str(self.stats()),
                               self._cfg.stats_interval)
         self._threads: list[threading.Thread] = []

@@ -23,10 +23,10 @@ from fi_evals._exceptions import FiEvalsError, ItemError
 from fi_evals._transport import Transport
 from fi_evals.logger._link import Link
 from fi_evals.logger._prepare import Item
-from fi_evals.logger._types import LoggedScore, LoggerError
-from fi_evals.protocol import BulkStatusEntry, EvalResultPayload
+from fi_evals.logger._types import LoggedScore, LoggerError, ScoreStatus
+from fi_evals.protocol import BulkStatusEntry, EvalResultPayload, EvalStatus
 
-__all__ = ["Poller", "poll_round", "score_of"]
+__all__ = ["ScorePoller", "poll_round", "score_of"]
 
 log = logging.getLogger("fi_evals.logger")
 _IDLE_WAIT_S = 0.5
@@ -61,19 +61,20 @@ def poll_round(transport: Transport, ids: Sequence[str]) -> Iterator[Chunk]:
 def score_of(item: Item, eval_id: str, entry: EvalResultPayload) -> LoggedScore:
     """The :class:`LoggedScore` of a finished status entry."""
     record = entry.record
-    status = "completed" if entry.eval_status == "completed" else "failed"
+    status: ScoreStatus = (EvalStatus.COMPLETED.value if entry.eval_status == EvalStatus.COMPLETED
+                           else EvalStatus.FAILED.value)
     error = entry.error_message or (record.error_message if record is not None else None)
     if record is None:
         return LoggedScore(item.eval_name, status, eval_id=eval_id, metadata=item.metadata,
                            error=error or (str(entry.result) if entry.result else None))
     return LoggedScore(item.eval_name, status,
-                       output=record.output if status == "completed" else None,
+                       output=record.output if status == EvalStatus.COMPLETED else None,
                        reason=record.reason, runtime=record.runtime,
                        output_type=record.output_type, eval_id=eval_id,
-                       error=error if status == "failed" else None, metadata=item.metadata)
+                       error=error if status == EvalStatus.FAILED else None, metadata=item.metadata)
 
 
-class Poller:
+class ScorePoller:
     """The delivery thread's loop, on the logger's shared :class:`Link` (under its lock).
 
     Args:
@@ -93,7 +94,7 @@ class Poller:
         self._dropped_reported = 0
 
     def __repr__(self) -> str:
-        return f"<Poller of {self.link!r}>"
+        return f"<ScorePoller of {self.link!r}>"
 
     def run(self) -> None:
         link = self.link
@@ -166,10 +167,10 @@ class Poller:
             item = link.pending.get(eval_id)
             if item is None:
                 continue
-            if entry.eval_status == "not_found":
+            if entry.eval_status == EvalStatus.NOT_FOUND:
                 del link.pending[eval_id]
-                link.finish(item, LoggedScore(item.eval_name, "failed", eval_id=eval_id,
-                                              metadata=item.metadata,
+                link.finish(item, LoggedScore(item.eval_name, EvalStatus.FAILED.value,
+                                              eval_id=eval_id, metadata=item.metadata,
                                               error="the server does not know this eval_id"))
             elif entry.finished:
                 del link.pending[eval_id]

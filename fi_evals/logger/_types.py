@@ -7,12 +7,15 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any, Literal
 
+from fi_evals.protocol import EvalStatus
+
 __all__ = ["LoggedScore", "LoggerError", "LoggerStats", "OverflowPolicy", "ScoreStatus"]
 
 ScoreStatus = Literal["completed", "failed", "rejected"]
-"""``completed``: the evaluation ran (its verdict may be "Failed"). ``failed``: the server could
-not run it. ``rejected``: it was never run: unknown template, bad inputs, or the server refused
-the request (400/401/403/413/422)."""
+"""The protocol's finished statuses (:data:`~fi_evals.protocol.FINISHED_STATUSES`) plus the
+logger's ``rejected``. ``completed``: the evaluation ran (its verdict may be "Failed").
+``failed``: the server could not run it. ``rejected``: it was never run: unknown template, bad
+inputs, or the server refused the request (400/401/403/413/422)."""
 
 
 class OverflowPolicy(str, Enum):
@@ -60,7 +63,7 @@ class LoggedScore:
 
     @property
     def ok(self) -> bool:
-        return self.status == "completed"
+        return self.status == EvalStatus.COMPLETED
 
     def to_dict(self) -> dict[str, Any]:
         """A shallow dict of the fields (``metadata`` is not copied: ``asdict`` would deep-copy

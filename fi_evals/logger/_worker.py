@@ -1,6 +1,6 @@
 """The score logger's sender thread: batch, submit, replay the spool, go offline, close.
 
-One daemon thread per logger submits; another, the delivery thread (``_poll.Poller``), polls
+One daemon thread per logger submits; another, the delivery thread (``_poll.ScorePoller``), polls
 and hands out results; what they share (``pending``, the online state, results ready to hand
 out) is one :class:`~fi_evals.logger._link.Link`, changed under its lock. Each turn of the
 sender's loop does one thing:
@@ -45,6 +45,7 @@ from fi_evals.logger._prepare import Item, Preparer
 from fi_evals.logger._queue import Entry, ScoreQueue
 from fi_evals.logger._spool import Spool, SpooledBatch
 from fi_evals.logger._types import LoggedScore, LoggerError
+from fi_evals.protocol import EvalStatus
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -316,7 +317,7 @@ class Worker:
         for i, item in enumerate(batch.items):
             eval_id = eval_ids[i] if i < len(eval_ids) else None
             if eval_id is None:
-                self.link.finish(item, LoggedScore(item.eval_name, "failed",
+                self.link.finish(item, LoggedScore(item.eval_name, EvalStatus.FAILED.value,
                                                    metadata=item.metadata,
                                                    error="the server answered no eval_id for it"))
                 continue

@@ -17,7 +17,7 @@ from fi_evals._transport import Transport
 from fi_evals.logger import OverflowPolicy, default_spool_path
 from fi_evals.logger._delivery import Delivery, Watermark
 from fi_evals.logger._link import Link
-from fi_evals.logger._poll import Poller
+from fi_evals.logger._poll import ScorePoller
 from fi_evals.logger._prepare import Preparer
 from fi_evals.logger._queue import DROPPED, OVERFLOWED, QUEUED, Entry, ScoreQueue
 from fi_evals.logger._spool import Spool, SpoolRow
@@ -280,7 +280,7 @@ def test_the_link_is_the_one_state_both_threads_share(tmp_path: Path) -> None:
     assert link.inherited() == 0
     link.finish(link.pending.pop("e1"), LoggedScore("is_json", "completed", eval_id="e1"))
     assert link.poll_wake.is_set() and len(link.ready_scores) == 1
-    poller = Poller(link, "overflow policy spool, queue size 10", lambda: "", 60.0)
+    poller = ScorePoller(link, "overflow policy spool, queue size 10", lambda: "", 60.0)
     poller.deliver_ready()
     assert not link.ready_scores and counters.values["completed"] == 1
     transport.close()
