@@ -33,7 +33,7 @@ see ``error``."""
 
 UNSCORED_STATUSES: frozenset[str] = frozenset({EvalStatus.FAILED, "error"})
 """Finished without a verdict: ``failed`` on the server, or ``error`` on the client's side."""
-_STATUS_ALIASES = {"running": "processing", "queued": "pending"}
+_STATUS_ALIASES = {"running": EvalStatus.PROCESSING.value, "queued": EvalStatus.PENDING.value}
 
 
 def normalize_status(raw: str | None) -> str:
