@@ -109,29 +109,38 @@ class SqliteJudgeCache:
 
 
 class RedisJudgeCache:
-    """Judge outcomes as Redis keys with an expiry (shared by every node and worker)."""
+    """Judge outcomes as Redis keys with an expiry (shared by every node and worker).
 
-    PREFIX = "fi-evals:judge-cache:"
+    Args:
+        backend: the ``--backend`` URL (``redis://host:port/db?prefix=...``); keys are
+            ``<prefix>judge-cache:<sha256>``, next to the deployment's evaluations.
+        ttl: seconds an outcome is kept (Redis expires it).
+    """
 
-    def __init__(self, url: str, *, ttl: float = C.JUDGE_CACHE_TTL) -> None:
+    def __init__(self, backend: str, *, ttl: float = C.JUDGE_CACHE_TTL) -> None:
         import redis
 
+        from fi_evals.server.redis_backend.settings import BackendURL
+
+        parsed = BackendURL.parse(backend)
         self.ttl = ttl
-        self.redis = redis.Redis.from_url(url, decode_responses=True, socket_timeout=30)
+        self.prefix = parsed.prefix + "judge-cache:"
+        self.redis = redis.Redis.from_url(parsed.redis_url, decode_responses=True,
+                                          socket_timeout=30)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        value = self.redis.get(self.PREFIX + key)
+        value = self.redis.get(self.prefix + key)
         return json.loads(value) if value else None
 
     def put(self, key: str, value: Mapping[str, Any]) -> None:
-        self.redis.set(self.PREFIX + key, json.dumps(dict(value)),
+        self.redis.set(self.prefix + key, json.dumps(dict(value)),
                        px=max(1, int(self.ttl * 1000)))
 
     def close(self) -> None:
         self.redis.close()
 
     def __repr__(self) -> str:
-        return f"<RedisJudgeCache ttl={self.ttl:g}s>"
+        return f"<RedisJudgeCache {self.prefix}* ttl={self.ttl:g}s>"
 
 
 def judge_cache_for(config: Any) -> JudgeCache | None:
@@ -148,7 +157,7 @@ def judge_cache_for(config: Any) -> JudgeCache | None:
     if path:
         return SqliteJudgeCache(path, ttl=ttl)
     backend = getattr(config, "backend", None)
-    if backend and str(backend).startswith(("redis://", "rediss://", "unix://")):
+    if backend and str(backend).startswith(("redis://", "rediss://")):
         return RedisJudgeCache(backend, ttl=ttl)
     db_path = getattr(config, "db_path", None)
     if not db_path or db_path == ":memory:":
