@@ -76,9 +76,10 @@ def _embedded(state: str | None, quiet: bool,
         server_log = logging.getLogger("fi_evals.server")
         stack.callback(server_log.setLevel, server_log.level)
         server_log.setLevel(logging.ERROR)
-        # A temporary state would lose the judge cache with each run: it then lives in the
-        # per-user cache folder (the score logger's spool rule), so a rerun costs no judge call.
-        judge_cache_path = _judge_cache_path() if state is None else None
+        # The judge cache lives in the per-user cache folder (the score logger's spool rule),
+        # whatever the state folder: a rerun, with or without --state/--journal, costs no
+        # judge call.
+        judge_cache_path = _judge_cache_path()
         server = start_server(ServerConfig(host=C.DEFAULT_HOST, port=0,
                                            db_path=str(folder / _DB_FILE), api_key=api_key,
                                            secret_key=secret_key, access_log=False,
