@@ -286,6 +286,14 @@ ENV_JUDGE_CACHE_TTL = "FI_JUDGE_CACHE_TTL"
 ENV_JUDGE_CACHE_DIR = "FI_JUDGE_CACHE_DIR"
 ENV_JUDGE_PRICE_IN = "FI_JUDGE_PRICE_IN"
 ENV_JUDGE_PRICE_OUT = "FI_JUDGE_PRICE_OUT"
+ENV_JUDGE_RPM = "FI_JUDGE_RPM"
+ENV_JUDGE_TPM = "FI_JUDGE_TPM"
+JUDGE_ANSWER_TOKENS = 100
+"""Tokens allowed for a judge's answer when estimating a call before sending it."""
+JUDGE_THROTTLE_PAUSE = 1.0
+JUDGE_BUDGET_BURST_SECONDS = 1.0
+"""A ``--judge-rpm``/``--judge-tpm`` budget sends at most this many seconds' worth at once."""
+"""Seconds the judge's rate budget pauses after a 429 without ``Retry-After``."""
 HOSTED_MODEL_PREFIXES = ("turing",)
 HOSTED_MODEL_NAMES = frozenset({"protect", "protect_flash"})
 """The hosted service's own model names (``turing_flash``, ``turing_small``, ``turing_large``...,

@@ -43,19 +43,21 @@ def non_negative_float(text: str) -> float:
 # `run`/`templates`/`result` with their embedded server.
 
 MODEL_OPTIONS = ("judge_url", "judge_model", "judge_api_key", "judge_concurrency",
-                 "judge_timeout", "judge_cache", "judge_cache_ttl", "judge_price_in",
-                 "judge_price_out", "embedding_model", "embedding_precision")
+                 "judge_timeout", "judge_rpm", "judge_tpm", "judge_cache", "judge_cache_ttl",
+                 "judge_price_in", "judge_price_out", "embedding_model", "embedding_precision")
 """The argparse destinations (and ``--config`` keys) of :func:`add_model_options`."""
 
 _ENV = {"judge_url": C.ENV_JUDGE_BASE_URL, "judge_model": C.ENV_JUDGE_MODEL,
         "judge_api_key": C.ENV_JUDGE_API_KEY, "embedding_model": C.ENV_EMBEDDING_MODEL,
         "embedding_precision": C.ENV_EMBEDDING_PRECISION, "judge_cache": C.ENV_JUDGE_CACHE,
         "judge_cache_ttl": C.ENV_JUDGE_CACHE_TTL, "judge_price_in": C.ENV_JUDGE_PRICE_IN,
-        "judge_price_out": C.ENV_JUDGE_PRICE_OUT}
+        "judge_price_out": C.ENV_JUDGE_PRICE_OUT, "judge_rpm": C.ENV_JUDGE_RPM,
+        "judge_tpm": C.ENV_JUDGE_TPM}
 _DEFAULTS = {"judge_concurrency": C.JUDGE_CONCURRENCY, "judge_timeout": C.JUDGE_TIMEOUT,
              "judge_cache": C.JUDGE_CACHE, "judge_cache_ttl": C.JUDGE_CACHE_TTL}
 _NUMBERS = {"judge_cache_ttl": positive_float, "judge_price_in": non_negative_float,
-            "judge_price_out": non_negative_float}
+            "judge_price_out": non_negative_float, "judge_rpm": positive_float,
+            "judge_tpm": positive_float}
 """Options whose environment variable (a string) is converted like the flag."""
 
 
@@ -85,6 +87,14 @@ def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False
     group.add_argument("--judge-timeout", type=positive_float, metavar="SECONDS",
                        help="seconds one evaluation may spend on the judge, retries included "
                             f"(default {C.JUDGE_TIMEOUT:g})")
+    group.add_argument("--judge-rpm", type=positive_float, metavar="N",
+                       help="the judge provider's requests per minute: every judge call of "
+                            "the process (of every worker, with --backend redis://) shares "
+                            "one budget (default $FI_JUDGE_RPM, else learned from the "
+                            "provider's x-ratelimit-* headers)")
+    group.add_argument("--judge-tpm", type=positive_float, metavar="N",
+                       help="the judge provider's tokens per minute (default $FI_JUDGE_TPM, "
+                            "else learned from its headers)")
     group.add_argument("--judge-cache", choices=C.JUDGE_CACHE_CHOICES,
                        help="answer identical judge calls (endpoint, model, prompt version, "
                             "sampling, inputs, params) from the job store's judge cache; "

@@ -97,11 +97,12 @@ def _model_config(args: argparse.Namespace) -> Any:
 
 
 def _judge_cache_settings() -> dict[str, Any]:
-    """The judge cache and prices of the environment (``FI_JUDGE_CACHE``...): the judge cache
-    then lives in the backend's Redis, shared with the API nodes and the other workers."""
+    """The judge cache, prices and rate limits of the environment (``FI_JUDGE_CACHE``,
+    ``FI_JUDGE_RPM``...): the judge cache then lives in the backend's Redis, shared with the
+    API nodes and the other workers."""
     settings = model_settings(argparse.Namespace())
     return {name: value for name, value in settings.items()
-            if name.startswith(("judge_cache", "judge_price"))}
+            if name.startswith(("judge_cache", "judge_price", "judge_rpm", "judge_tpm"))}
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:

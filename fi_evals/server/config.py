@@ -97,6 +97,9 @@ class ServerConfig:
         judge_price_in: price of 1M prompt tokens; with ``judge_price_out``, outcomes record
             their cost (None: tokens only; there is no built-in price list).
         judge_price_out: price of 1M completion tokens.
+        judge_rpm: the judge provider's requests per minute, shared by every judge call of
+            the process (None: learned from the provider's rate-limit headers).
+        judge_tpm: the judge provider's tokens per minute (None: learned from its headers).
         embedding_model: folder of the user's own sentence encoder for the offline templates;
             None uses the sha256-pinned all-MiniLM-L6-v2 of the ``models`` extra.
         embedding_precision: ``int8`` (about 1.4x faster; similarities within ~0.01 of fp32)
@@ -153,6 +156,8 @@ class ServerConfig:
     judge_cache_path: str | None = None
     judge_price_in: float | None = None
     judge_price_out: float | None = None
+    judge_rpm: float | None = None
+    judge_tpm: float | None = None
     embedding_model: str | None = None
     embedding_precision: str | None = None
     isolation_workers: int = C.ISOLATION_WORKERS
@@ -192,6 +197,10 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 problems.append(f"{name} must be 0 or more, not {value}")
+        for name in ("judge_rpm", "judge_tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name} must be positive, not {value}")
         if self.embedding_precision not in (None, *C.EMBEDDING_PRECISIONS):
             problems.append(f"embedding_precision must be one of "
                             f"{', '.join(C.EMBEDDING_PRECISIONS)}, not "

@@ -92,7 +92,9 @@ class Registry:
                                      concurrency=config.judge_concurrency,
                                      timeout=config.judge_timeout,
                                      price_in=getattr(config, "judge_price_in", None),
-                                     price_out=getattr(config, "judge_price_out", None))
+                                     price_out=getattr(config, "judge_price_out", None),
+                                     rpm=getattr(config, "judge_rpm", None),
+                                     tpm=getattr(config, "judge_tpm", None))
             cache = judge_cache_for(config)
             for evaluator in judge_evaluators(settings, cache):
                 self.add(evaluator)

@@ -67,6 +67,7 @@ from fi_evals import _constants as C
 from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals.catalogue import CATALOGUE, Template
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
+from fi_evals.server.evaluators.judge_budget import RateBudget, estimate_tokens
 from fi_evals.server.evaluators.judge_cache import JudgeCache, cache_key
 from fi_evals.server.evaluators.prompts import PROMPTS, messages
 
@@ -158,6 +159,8 @@ class JudgeSettings:
             (``C.JUDGE_TIMEOUT``).
         price_in: price of 1M prompt tokens (any currency; None: no cost is computed).
         price_out: price of 1M completion tokens (None: no cost is computed).
+        rpm: the provider's requests per minute (None: learned from its rate-limit headers).
+        tpm: the provider's tokens per minute (None: learned from its rate-limit headers).
     """
 
     base_url: str
@@ -167,8 +170,14 @@ class JudgeSettings:
     timeout: float = C.JUDGE_TIMEOUT
     price_in: float | None = None
     price_out: float | None = None
+    rpm: float | None = None
+    tpm: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"judge {name} must be positive, not {value}")
         for name in ("price_in", "price_out"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
@@ -238,10 +247,11 @@ class JudgeClient:
     """
 
     def __init__(self, settings: JudgeSettings, policy: RetryPolicy | None = None, *,
-                 cache: JudgeCache | None = None) -> None:
+                 cache: JudgeCache | None = None, budget: Any = None) -> None:
         self.settings = settings
         self.policy = policy or JUDGE_RETRY
         self.cache = cache
+        self.budget = budget if budget is not None else RateBudget(settings.rpm, settings.tpm)
         self.counters = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0,
                          "completion_tokens": 0}
         self._counters_lock = threading.Lock()
@@ -305,8 +315,12 @@ class JudgeClient:
         """
         attempt, last = 0, "no attempt"
         started = time.monotonic()
+        estimate = estimate_tokens(chat)
         while True:
             attempt += 1
+            if not self.budget.acquire(estimate, deadline):
+                raise self._unreachable(attempt - 1, started, "the provider's rate budget "
+                                        f"leaves no call in time ({self.budget.to_dict()})")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._unreachable(attempt - 1, started, last or "time budget spent")
@@ -322,8 +336,13 @@ class JudgeClient:
                 if self.policy.refusal(error=failure) is not None:
                     raise self._unreachable(attempt, started, last) from exc
             else:
+                self.budget.observe(response.headers)
                 if response.status_code == 200:
-                    return _completion(response)
+                    answer = _completion(response)
+                    if answer.prompt_tokens is not None:
+                        self.budget.correct(estimate, answer.prompt_tokens
+                                            + (answer.completion_tokens or 0))
+                    return answer
                 if response.status_code == 400 and self._json_mode \
                         and "response_format" in response.text:
                     self._json_mode = False
@@ -337,6 +356,8 @@ class JudgeClient:
                     raise JudgeRefused(message)
                 last = f"HTTP {response.status_code}"
                 retry_after = parse_retry_after(response.headers.get(C.HEADER_RETRY_AFTER))
+                if response.status_code == 429:  # the whole process slows down, not a thread
+                    self.budget.throttle(retry_after)
             wait = self.policy.delay(attempt, retry_after, deadline - time.monotonic())
             if wait is None:
                 raise self._unreachable(attempt, started, last)
