@@ -85,6 +85,7 @@ class Registry:
             self.add(evaluator)
         if getattr(config, "judge_url", None):
             from fi_evals.server.evaluators.judge import JudgeSettings, judge_evaluators
+            from fi_evals.server.evaluators.judge_budget import judge_budget_for
             from fi_evals.server.evaluators.judge_cache import judge_cache_for
 
             settings = JudgeSettings(base_url=config.judge_url, model=config.judge_model,
@@ -96,7 +97,8 @@ class Registry:
                                      rpm=getattr(config, "judge_rpm", None),
                                      tpm=getattr(config, "judge_tpm", None))
             cache = judge_cache_for(config)
-            for evaluator in judge_evaluators(settings, cache):
+            budget = judge_budget_for(config, settings.endpoint)
+            for evaluator in judge_evaluators(settings, cache, budget):
                 self.add(evaluator)
             log.info("judge: %s (model %s, %d in flight, %g s per evaluation, cache %s)",
                      settings.endpoint, settings.model or "from each request",

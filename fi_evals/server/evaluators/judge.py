@@ -626,9 +626,10 @@ class JudgeEvaluator(BaseEvaluator):
         return f"<JudgeEvaluator {self.template.name!r} prompt={self.prompt.tag} {self.client!r}>"
 
 
-def judge_evaluators(settings: JudgeSettings,
-                     cache: JudgeCache | None = None) -> list[JudgeEvaluator]:
+def judge_evaluators(settings: JudgeSettings, cache: JudgeCache | None = None,
+                     budget: Any = None) -> list[JudgeEvaluator]:
     """A judge evaluator for every model-judged text template, sharing one client (and
-    ``cache``, None: no judge cache)."""
-    client = JudgeClient(settings, cache=cache)
+    ``cache``, None: no judge cache; ``budget``, None: a :class:`RateBudget` of this
+    process)."""
+    client = JudgeClient(settings, cache=cache, budget=budget)
     return [JudgeEvaluator(t, client) for t in CATALOGUE.values() if t.family == "judge"]

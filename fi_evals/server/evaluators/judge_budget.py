@@ -30,7 +30,8 @@ from typing import Any
 
 from fi_evals import _constants as C
 
-__all__ = ["NoBudget", "RateBudget", "TokenBucket", "estimate_tokens", "parse_duration"]
+__all__ = ["NoBudget", "RateBudget", "RedisRateBudget", "TokenBucket", "estimate_tokens",
+           "judge_budget_for", "parse_duration"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -244,3 +245,152 @@ class NoBudget:
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget": "none"}
+
+
+_REDIS_SCRIPT = """
+local h = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function num(f) local v = redis.call('HGET', h, f); if v then return tonumber(v) end; return nil end
+local function refill(kind)
+  local cap = num(kind .. '_cap')
+  if not cap then return end
+  local rate = num(kind .. '_rate')
+  local level = num(kind .. '_level') or cap
+  local stamp = num(kind .. '_stamp') or now
+  if now > stamp then level = math.min(cap, level + (now - stamp) * rate) end
+  redis.call('HSET', h, kind .. '_level', tostring(level), kind .. '_stamp', tostring(now))
+end
+refill('requests')
+refill('tokens')
+redis.call('EXPIRE', h, 3600)
+local op = ARGV[1]
+if op == 'acquire' then
+  local costs = {requests = 1, tokens = tonumber(ARGV[2])}
+  local wait = (num('paused') or 0) - now
+  for kind, cost in pairs(costs) do
+    local cap = num(kind .. '_cap')
+    if cap then
+      local c = math.min(cost, cap)
+      local level = num(kind .. '_level')
+      if level < c then wait = math.max(wait, (c - level) / num(kind .. '_rate')) end
+    end
+  end
+  if wait <= 0 then
+    for kind, cost in pairs(costs) do
+      if num(kind .. '_cap') then redis.call('HINCRBYFLOAT', h, kind .. '_level', -cost) end
+    end
+    return '0'
+  end
+  return tostring(wait)
+elseif op == 'configure' then
+  redis.call('HSET', h, ARGV[2] .. '_cap', ARGV[3], ARGV[2] .. '_rate', ARGV[4],
+             ARGV[2] .. '_configured', '1')
+  if not num(ARGV[2] .. '_level') then
+    redis.call('HSET', h, ARGV[2] .. '_level', ARGV[3], ARGV[2] .. '_stamp', tostring(now))
+  end
+elseif op == 'learn' then
+  local kind, limit, remaining = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+  if limit and limit > 0 and not num(kind .. '_configured') and num(kind .. '_cap') ~= limit then
+    redis.call('HSET', h, kind .. '_cap', tostring(limit), kind .. '_rate', tostring(limit / 60))
+    if not num(kind .. '_level') then
+      redis.call('HSET', h, kind .. '_level', tostring(limit), kind .. '_stamp', tostring(now))
+    end
+  end
+  if remaining and num(kind .. '_cap') then
+    redis.call('HSET', h, kind .. '_level', tostring(math.min(num(kind .. '_level'), remaining)))
+  end
+elseif op == 'throttle' then
+  redis.call('HSET', h, 'paused', tostring(math.max(num('paused') or 0, now + tonumber(ARGV[2]))))
+  if num('requests_cap') then
+    redis.call('HSET', h, 'requests_level', tostring(math.min(num('requests_level'), 0)))
+  end
+elseif op == 'correct' then
+  if num('tokens_cap') then redis.call('HINCRBYFLOAT', h, 'tokens_level', ARGV[2]) end
+end
+return '0'
+"""
+
+
+class RedisRateBudget:
+    """The :class:`RateBudget` of a whole deployment: its buckets live in the Redis of
+    ``--backend redis://`` (one hash, updated by a Lua script with Redis's clock), so every API
+    node and Celery worker draws from one budget. Same interface as :class:`RateBudget`.
+
+    Args:
+        backend: the ``--backend`` URL; the hash is ``<prefix>judge-budget:<endpoint>``.
+        endpoint: the judge endpoint (one budget per provider endpoint).
+        rpm, tpm: configured limits (None: learned from the provider's headers).
+    """
+
+    def __init__(self, backend: str, endpoint: str, rpm: float | None = None,
+                 tpm: float | None = None, *, sleep: Callable[[float], None] = time.sleep
+                 ) -> None:
+        import redis
+
+        from fi_evals.server.redis_backend.settings import BackendURL
+
+        parsed = BackendURL.parse(backend)
+        self.redis = redis.Redis.from_url(parsed.redis_url, decode_responses=True,
+                                          socket_timeout=30)
+        self.key = f"{parsed.prefix}judge-budget:{endpoint}"
+        self._script = self.redis.register_script(_REDIS_SCRIPT)
+        self.sleep = sleep
+        self.throttled = 0
+        self._rng = random.Random()
+        for kind, limit in (("requests", rpm), ("tokens", tpm)):
+            if limit:
+                rate = limit / 60.0
+                self._call("configure", kind, repr(max(1.0, rate * C.JUDGE_BUDGET_BURST_SECONDS)),
+                           repr(rate))
+
+    def _call(self, *args: str) -> float:
+        return float(self._script(keys=[self.key], args=list(args)))
+
+    def acquire(self, tokens: int, deadline: float) -> bool:
+        while True:
+            wait = self._call("acquire", str(int(tokens)))
+            if wait <= 0:
+                return True
+            if time.monotonic() + wait > deadline:
+                return False
+            self.sleep(min(wait, 1.0) * (1.0 + 0.1 * self._rng.random()))
+
+    def correct(self, estimated: int, actual: int | None) -> None:
+        if actual is not None:
+            self._call("correct", str(estimated - actual))
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        lowered = {k.lower(): v for k, v in headers.items()}
+        for kind in ("requests", "tokens"):
+            limit = _number(lowered.get(f"x-ratelimit-limit-{kind}")
+                            or lowered.get(f"anthropic-ratelimit-{kind}-limit"))
+            remaining = _number(lowered.get(f"x-ratelimit-remaining-{kind}")
+                                or lowered.get(f"anthropic-ratelimit-{kind}-remaining"))
+            if limit is not None or remaining is not None:
+                self._call("learn", kind, "" if limit is None else repr(limit),
+                           "" if remaining is None else repr(remaining))
+
+    def throttle(self, retry_after: float | None) -> None:
+        pause = retry_after if retry_after is not None and math.isfinite(retry_after) \
+            else C.JUDGE_THROTTLE_PAUSE
+        self.throttled += 1
+        self._call("throttle", repr(pause))
+
+    def to_dict(self) -> dict[str, Any]:
+        state = self.redis.hgetall(self.key)
+        return {"key": self.key, "throttled": self.throttled,
+                **{k: v for k, v in state.items() if k.endswith(("_cap", "_level"))}}
+
+    def __repr__(self) -> str:
+        return f"<RedisRateBudget {self.key}>"
+
+
+def judge_budget_for(config: Any, endpoint: str) -> Any:
+    """The rate budget of a :class:`~fi_evals.server.config.ServerConfig`: in the Redis of
+    ``--backend redis://`` (shared by every node and worker), else in this process."""
+    rpm, tpm = getattr(config, "judge_rpm", None), getattr(config, "judge_tpm", None)
+    backend = getattr(config, "backend", None)
+    if backend and str(backend).startswith(("redis://", "rediss://")):
+        return RedisRateBudget(backend, endpoint, rpm, tpm)
+    return RateBudget(rpm, tpm)
