@@ -5,7 +5,7 @@ implementation), in sync and async runs."""
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,7 +41,7 @@ def _budget(clock: Clock, **kwargs: Any) -> RateBudget:
 def test_reset_durations_of_openai_and_anthropic() -> None:
     assert parse_duration("1s") == 1.0 and parse_duration("6m0s") == 360.0
     assert parse_duration("59.5ms") == pytest.approx(0.0595) and parse_duration("0.5") == 0.5
-    later = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    later = (datetime.now(UTC) + timedelta(seconds=30)).isoformat()
     assert 28 < (parse_duration(later) or 0) <= 30
     assert parse_duration("soon") is None and parse_duration(None) is None
 

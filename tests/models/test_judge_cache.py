@@ -15,13 +15,13 @@ from model_helpers import Client
 
 from fi_evals import _constants as C
 from fi_evals.cli import main
+from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators.judge_cache import (
     SqliteJudgeCache,
     cache_key,
     default_cache_path,
     judge_cache_for,
 )
-from fi_evals.server.config import ServerConfig
 
 POLITE = {"output": "Thank you for your patience."}
 

@@ -51,11 +51,11 @@ def parse_duration(text: str | None) -> float | None:
     if parts and "".join(n + u for n, u in parts) == text:
         return sum(float(n) * _UNIT[u] for n, u in parts)
     try:
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text)  # Python 3.11 reads a trailing Z
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         return max(0.0, when.timestamp() - time.time())
     except ValueError:
         try:
