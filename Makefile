@@ -82,6 +82,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.official_env $(OFFICIAL_VENV)
 	$(PY) -m benchmarks.run --official-venv $(OFFICIAL_VENV)
+	$(PY) -m benchmarks.bench_judge --json benchmarks/results/judge.json
 
 clean:
 	rm -rf $(VENV) build dist .nox *.egg-info .pytest_cache benchmarks/.venv-official

@@ -274,6 +274,26 @@ JUDGE_PARSE_ATTEMPTS = 2
 """Judge answers asked for per evaluation: a malformed answer is asked for again once."""
 JUDGE_RAW_ANSWER_CHARS = 2000
 """Most characters of a malformed judge answer quoted in the evaluation's error message."""
+JUDGE_CACHE = "on"
+"""``--judge-cache``: identical judge calls are answered from the job store (``off``: never)."""
+JUDGE_CACHE_CHOICES = ("on", "off")
+JUDGE_CACHE_TTL = 7 * 24 * 3600.0
+"""Seconds a cached judge outcome is reused (``--judge-cache-ttl``): 7 days."""
+JUDGE_CACHE_SUBDIR = "fi-evals/judge"
+"""Folder, under the per-user cache folder, of ``fi-evals run``'s judge cache."""
+ENV_JUDGE_CACHE = "FI_JUDGE_CACHE"
+ENV_JUDGE_CACHE_TTL = "FI_JUDGE_CACHE_TTL"
+ENV_JUDGE_CACHE_DIR = "FI_JUDGE_CACHE_DIR"
+ENV_JUDGE_PRICE_IN = "FI_JUDGE_PRICE_IN"
+ENV_JUDGE_PRICE_OUT = "FI_JUDGE_PRICE_OUT"
+ENV_JUDGE_RPM = "FI_JUDGE_RPM"
+ENV_JUDGE_TPM = "FI_JUDGE_TPM"
+JUDGE_ANSWER_TOKENS = 100
+"""Tokens allowed for a judge's answer when estimating a call before sending it."""
+JUDGE_THROTTLE_PAUSE = 1.0
+JUDGE_BUDGET_BURST_SECONDS = 1.0
+"""A ``--judge-rpm``/``--judge-tpm`` budget sends at most this many seconds' worth at once."""
+"""Seconds the judge's rate budget pauses after a 429 without ``Retry-After``."""
 HOSTED_MODEL_PREFIXES = ("turing",)
 HOSTED_MODEL_NAMES = frozenset({"protect", "protect_flash"})
 """The hosted service's own model names (``turing_flash``, ``turing_small``, ``turing_large``...,

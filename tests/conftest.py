@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from fi_evals import _constants as C
 from fi_evals._constants import ENV_HOME
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.runner import RunningServer, start_server
@@ -38,6 +39,15 @@ def _runs_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop(ENV_HOME, None)
     else:
         os.environ[ENV_HOME] = before
+
+
+@pytest.fixture(autouse=True)
+def _judge_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The judge cache of ``fi-evals run``'s embedded server (the per-user cache folder) in a
+    folder of each test's own, subprocesses included: no test sees another's cached judgments."""
+    folder = tmp_path / "judge-cache"
+    monkeypatch.setenv(C.ENV_JUDGE_CACHE_DIR, str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

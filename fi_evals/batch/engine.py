@@ -452,7 +452,7 @@ class Coordinator:
             return
         stats = self.stats.templates[self._labels[e]]
         if result.ok:
-            stats.record_result(result.output)
+            stats.record_result(result.output, result.reason)
             self.progress.completed += 1
         else:
             stats.record_error(result.error.type if result.error else result.status)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,81 @@ from typing import Any
 from fi_evals._constants import BATCH_LATENCY_RESERVOIR, OUTPUT_FAILED, OUTPUT_PASSED
 
 __all__ = ["BatchStats", "ConcurrencyChange", "FailingOutcome", "FailureSample",
-           "LatencyReservoir", "TemplateStats"]
+           "JudgeUsage", "LatencyReservoir", "TemplateStats", "judge_usage"]
 
 _SCORE_TYPES = frozenset({"score", "numeric"})
+_JUDGE_TAG = re.compile(r"\[judge [^\[\]]*\]\s*$")
+_TOKENS = re.compile(r"^(\d+)\+(\d+) tokens$")
+_COST = re.compile(r"^cost (\S+)$")
+
+
+@dataclass
+class JudgeUsage:
+    """What the LLM judge cost: outcomes it judged, outcomes its cache answered, tokens, cost.
+
+    Attributes:
+        judged: outcomes the judge was called for.
+        cached: outcomes answered from the server's judge cache (judge calls saved).
+        prompt_tokens, completion_tokens: the judge's ``usage``, summed.
+        cost: summed cost (the server's ``--judge-price-in/--judge-price-out``); None when the
+            server was given no prices.
+    """
+
+    judged: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float | None = None
+
+    def add(self, other: JudgeUsage) -> None:
+        self.judged += other.judged
+        self.cached += other.cached
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        if other.cost is not None:
+            self.cost = (self.cost or 0.0) + other.cost
+
+    def __bool__(self) -> bool:
+        return bool(self.judged or self.cached)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"judged": self.judged, "cached": self.cached, "judge_calls_saved": self.cached,
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cost": self.cost}
+
+    def __str__(self) -> str:
+        cost = "" if self.cost is None else f", cost {self.cost:.6g}"
+        return (f"{self.judged:,} judged ({self.prompt_tokens:,} prompt + "
+                f"{self.completion_tokens:,} completion tokens{cost}), {self.cached:,} from "
+                f"the judge cache (judge calls saved)")
+
+
+def judge_usage(reason: str | None) -> JudgeUsage | None:
+    """The judge usage a server's reason tag states, None when the reason has no tag.
+
+    The reference server ends a model-judged reason with ``[judge M, prompt P, 412+31
+    tokens, cost 0.0012]``, or ``[judge M, prompt P, cached]`` for an outcome of its judge
+    cache (``fi_evals.server.evaluators.judge``).
+    """
+    match = _JUDGE_TAG.search(reason or "")
+    if match is None:
+        return None
+    usage = JudgeUsage()
+    parts = [p.strip() for p in match.group(0).strip()[1:-1].split(",")]
+    if "cached" in parts:
+        usage.cached = 1
+        return usage
+    usage.judged = 1
+    for part in parts:
+        tokens, cost = _TOKENS.match(part), _COST.match(part)
+        if tokens:
+            usage.prompt_tokens, usage.completion_tokens = int(tokens[1]), int(tokens[2])
+        elif cost:
+            try:
+                usage.cost = float(cost[1])
+            except ValueError:
+                pass
+    return usage
 
 
 class LatencyReservoir:
@@ -150,6 +223,7 @@ class TemplateStats:
         score_sum: sum of the scores ("Passed" counts 1, "Failed" 0).
         score_count: outcomes in ``score_sum``.
         errors: error type name -> count.
+        judge: the LLM judge's usage for this spec (outcomes judged, cached, tokens, cost).
     """
 
     label: str
@@ -163,10 +237,14 @@ class TemplateStats:
     score_sum: float = 0.0
     score_count: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    judge: JudgeUsage = field(default_factory=JudgeUsage)
 
-    def record_result(self, output: Any) -> None:
+    def record_result(self, output: Any, reason: str | None = None) -> None:
         self.total += 1
         self.scored += 1
+        usage = judge_usage(reason)
+        if usage is not None:
+            self.judge.add(usage)
         score = self._score(output)
         if score is None:
             return
@@ -242,6 +320,7 @@ class TemplateStats:
             "passed": self.passed, "graded": self.graded, "pass_rate": self.pass_rate,
             "mean_score": self.mean_score, "pass_threshold": self.pass_threshold,
             "errors": dict(self.errors),
+            **({"judge": self.judge.to_dict()} if self.judge else {}),
         }
 
     def __repr__(self) -> str:
@@ -305,6 +384,14 @@ class BatchStats:
         return sum(t.total for t in self.templates.values())
 
     @property
+    def judge(self) -> JudgeUsage:
+        """The LLM judge's usage over every spec."""
+        total = JudgeUsage()
+        for t in self.templates.values():
+            total.add(t.judge)
+        return total
+
+    @property
     def errors(self) -> int:
         return sum(t.error_count for t in self.templates.values())
 
@@ -321,6 +408,7 @@ class BatchStats:
             "requests": self.requests, "retries": self.retries, "throttled": self.throttled,
             "wall_time_seconds": self.wall_time, "resumed": self.resumed,
             "concurrency": [c.__dict__ for c in self.concurrency],
+            **({"judge": self.judge.to_dict()} if self.judge else {}),
         }
 
     def __repr__(self) -> str:

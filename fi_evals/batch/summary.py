@@ -136,6 +136,11 @@ def render_summary(result: BatchResult, *, cli: bool = False) -> str:
     resumed = f"  resumed {s.resumed:,} outcomes from the journal" if s.resumed else ""
     lines.append(f"requests {s.requests:,} (retries {s.retries:,}, throttled {s.throttled:,})"
                  f"  {conc}{resumed}".rstrip())
+    judged = [t for t in s.templates.values() if t.judge]
+    if judged:
+        lines += [f"judge {t.label}: {t.judge}" for t in judged]
+        if len(judged) > 1:
+            lines.append(f"judge total: {s.judge}")
     if result.output is not None:
         lines.append(f"output: {result.output}")
     if result.run is not None:

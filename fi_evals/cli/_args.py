@@ -31,18 +31,34 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
 # --------------------------------------------------------------------------- model options
 # The same flags, with the same meaning, on every command that starts a server: `serve`, and
 # `run`/`templates`/`result` with their embedded server.
 
 MODEL_OPTIONS = ("judge_url", "judge_model", "judge_api_key", "judge_concurrency",
-                 "judge_timeout", "embedding_model", "embedding_precision")
+                 "judge_timeout", "judge_rpm", "judge_tpm", "judge_cache", "judge_cache_ttl",
+                 "judge_price_in", "judge_price_out", "embedding_model", "embedding_precision")
 """The argparse destinations (and ``--config`` keys) of :func:`add_model_options`."""
 
 _ENV = {"judge_url": C.ENV_JUDGE_BASE_URL, "judge_model": C.ENV_JUDGE_MODEL,
         "judge_api_key": C.ENV_JUDGE_API_KEY, "embedding_model": C.ENV_EMBEDDING_MODEL,
-        "embedding_precision": C.ENV_EMBEDDING_PRECISION}
-_DEFAULTS = {"judge_concurrency": C.JUDGE_CONCURRENCY, "judge_timeout": C.JUDGE_TIMEOUT}
+        "embedding_precision": C.ENV_EMBEDDING_PRECISION, "judge_cache": C.ENV_JUDGE_CACHE,
+        "judge_cache_ttl": C.ENV_JUDGE_CACHE_TTL, "judge_price_in": C.ENV_JUDGE_PRICE_IN,
+        "judge_price_out": C.ENV_JUDGE_PRICE_OUT, "judge_rpm": C.ENV_JUDGE_RPM,
+        "judge_tpm": C.ENV_JUDGE_TPM}
+_DEFAULTS = {"judge_concurrency": C.JUDGE_CONCURRENCY, "judge_timeout": C.JUDGE_TIMEOUT,
+             "judge_cache": C.JUDGE_CACHE, "judge_cache_ttl": C.JUDGE_CACHE_TTL}
+_NUMBERS = {"judge_cache_ttl": positive_float, "judge_price_in": non_negative_float,
+            "judge_price_out": non_negative_float, "judge_rpm": positive_float,
+            "judge_tpm": positive_float}
+"""Options whose environment variable (a string) is converted like the flag."""
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False) -> None:
@@ -71,6 +87,28 @@ def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False
     group.add_argument("--judge-timeout", type=positive_float, metavar="SECONDS",
                        help="seconds one evaluation may spend on the judge, retries included "
                             f"(default {C.JUDGE_TIMEOUT:g})")
+    group.add_argument("--judge-rpm", type=positive_float, metavar="N",
+                       help="the judge provider's requests per minute: every judge call of "
+                            "the process (of every worker, with --backend redis://) shares "
+                            "one budget (default $FI_JUDGE_RPM, else learned from the "
+                            "provider's x-ratelimit-* headers)")
+    group.add_argument("--judge-tpm", type=positive_float, metavar="N",
+                       help="the judge provider's tokens per minute (default $FI_JUDGE_TPM, "
+                            "else learned from its headers)")
+    group.add_argument("--judge-cache", choices=C.JUDGE_CACHE_CHOICES,
+                       help="answer identical judge calls (endpoint, model, prompt version, "
+                            "sampling, inputs, params) from the job store's judge cache; "
+                            f"failures are never cached (default ${C.ENV_JUDGE_CACHE}, else "
+                            f"{C.JUDGE_CACHE})")
+    group.add_argument("--judge-cache-ttl", type=positive_float, metavar="SECONDS",
+                       help="seconds a cached judge outcome is reused (default "
+                            f"${C.ENV_JUDGE_CACHE_TTL}, else {C.JUDGE_CACHE_TTL:g}: 7 days)")
+    group.add_argument("--judge-price-in", type=non_negative_float, metavar="PRICE",
+                       help="price of 1M prompt tokens: with --judge-price-out, outcomes and "
+                            "stats show their cost (no built-in price list; default "
+                            f"${C.ENV_JUDGE_PRICE_IN})")
+    group.add_argument("--judge-price-out", type=non_negative_float, metavar="PRICE",
+                       help=f"price of 1M completion tokens (default ${C.ENV_JUDGE_PRICE_OUT})")
     group.add_argument("--embedding-model", metavar="DIR",
                        help="folder with your own sentence encoder for the offline templates "
                             f"(default ${C.ENV_EMBEDDING_MODEL}, else the bundled "
@@ -99,6 +137,11 @@ def model_settings(args: argparse.Namespace,
             value = (config or {}).get(name)
         if value is None and name in _ENV:
             value = os.environ.get(_ENV[name]) or None
+            if value is not None and name in _NUMBERS:
+                try:
+                    value = _NUMBERS[name](value)
+                except (ValueError, argparse.ArgumentTypeError) as exc:
+                    raise ValueError(f"${_ENV[name]} {exc}") from exc
         if value is None:
             value = _DEFAULTS.get(name)
         out[name] = value

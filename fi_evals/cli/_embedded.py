@@ -47,6 +47,12 @@ def _keys(state: Path) -> tuple[str, str]:
     return api_key, secret_key
 
 
+def _judge_cache_path() -> str:
+    from fi_evals.server.evaluators.judge_cache import default_cache_path
+
+    return default_cache_path()
+
+
 @contextlib.contextmanager
 def _embedded(state: str | None, quiet: bool,
               models: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -70,10 +76,14 @@ def _embedded(state: str | None, quiet: bool,
         server_log = logging.getLogger("fi_evals.server")
         stack.callback(server_log.setLevel, server_log.level)
         server_log.setLevel(logging.ERROR)
+        # The judge cache lives in the per-user cache folder (the score logger's spool rule),
+        # whatever the state folder: a rerun, with or without --state/--journal, costs no
+        # judge call.
+        judge_cache_path = _judge_cache_path()
         server = start_server(ServerConfig(host=C.DEFAULT_HOST, port=0,
                                            db_path=str(folder / _DB_FILE), api_key=api_key,
                                            secret_key=secret_key, access_log=False,
-                                           **models))
+                                           judge_cache_path=judge_cache_path, **models))
         stack.callback(server.stop)
         if not quiet:
             where = "temporary state" if state is None else f"state in {folder}"

@@ -22,6 +22,7 @@ from fi_evals import _constants as C
 from fi_evals.cli._args import (
     add_isolation_options,
     isolation_settings,
+    model_settings,
     positive_float,
     positive_int,
 )
@@ -91,7 +92,17 @@ def _model_config(args: argparse.Namespace) -> Any:
                         judge_api_key=os.environ.get(C.ENV_JUDGE_API_KEY) or None,
                         embedding_model=os.environ.get(C.ENV_EMBEDDING_MODEL) or None,
                         embedding_precision=os.environ.get(C.ENV_EMBEDDING_PRECISION) or None,
+                        backend=args.backend, **_judge_cache_settings(),
                         **isolation_settings(args))
+
+
+def _judge_cache_settings() -> dict[str, Any]:
+    """The judge cache, prices and rate limits of the environment (``FI_JUDGE_CACHE``,
+    ``FI_JUDGE_RPM``...): the judge cache then lives in the backend's Redis, shared with the
+    API nodes and the other workers."""
+    settings = model_settings(argparse.Namespace())
+    return {name: value for name, value in settings.items()
+            if name.startswith(("judge_cache", "judge_price", "judge_rpm", "judge_tpm"))}
 
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:

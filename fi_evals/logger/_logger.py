@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from fi_evals._cachedir import user_cache_dir
 from fi_evals._constants import (
     LOGGER_BATCH_SIZE,
     LOGGER_BLOCK_TIMEOUT,
@@ -77,9 +78,7 @@ def default_spool_path(base_url: str, api_key: str) -> str:
     ``$FI_EVALS_SPOOL_DIR`` overrides the folder. Keyed by server and key so that spooled
     scores are never replayed to another server or with another tenant's key.
     """
-    folder = os.environ.get(LOGGER_SPOOL_DIR_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        LOGGER_SPOOL_SUBDIR)
+    folder = user_cache_dir(LOGGER_SPOOL_SUBDIR, LOGGER_SPOOL_DIR_ENV)
     digest = hashlib.sha256(f"{base_url}\0{api_key}".encode()).hexdigest()[:16]
     return os.path.join(folder, f"scores-{digest}.sqlite3")
 

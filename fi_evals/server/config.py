@@ -89,6 +89,17 @@ class ServerConfig:
         judge_api_key: bearer token for the judge (never shown in reprs or logs).
         judge_concurrency: judge calls in flight per process.
         judge_timeout: seconds one evaluation may spend on the judge, retries included.
+        judge_cache: ``"on"``: identical judge calls are answered from the judge cache (in
+            the SQLite file at ``db_path``, or the Redis of ``backend``); ``"off"``: never.
+        judge_cache_ttl: seconds a cached judge outcome is reused (default 7 days).
+        judge_cache_path: a SQLite file of its own for the judge cache (``fi-evals run``'s
+            embedded server: the per-user cache folder); None: the job store.
+        judge_price_in: price of 1M prompt tokens; with ``judge_price_out``, outcomes record
+            their cost (None: tokens only; there is no built-in price list).
+        judge_price_out: price of 1M completion tokens.
+        judge_rpm: the judge provider's requests per minute, shared by every judge call of
+            the process (None: learned from the provider's rate-limit headers).
+        judge_tpm: the judge provider's tokens per minute (None: learned from its headers).
         embedding_model: folder of the user's own sentence encoder for the offline templates;
             None uses the sha256-pinned all-MiniLM-L6-v2 of the ``models`` extra.
         embedding_precision: ``int8`` (about 1.4x faster; similarities within ~0.01 of fp32)
@@ -140,6 +151,13 @@ class ServerConfig:
     judge_api_key: str | None = None
     judge_concurrency: int = C.JUDGE_CONCURRENCY
     judge_timeout: float = C.JUDGE_TIMEOUT
+    judge_cache: str = C.JUDGE_CACHE
+    judge_cache_ttl: float = C.JUDGE_CACHE_TTL
+    judge_cache_path: str | None = None
+    judge_price_in: float | None = None
+    judge_price_out: float | None = None
+    judge_rpm: float | None = None
+    judge_tpm: float | None = None
     embedding_model: str | None = None
     embedding_precision: str | None = None
     isolation_workers: int = C.ISOLATION_WORKERS
@@ -170,6 +188,19 @@ class ServerConfig:
             problems.append(f"judge_concurrency must be at least 1, not {self.judge_concurrency}")
         if not self.judge_timeout > 0:
             problems.append(f"judge_timeout must be positive, not {self.judge_timeout}")
+        if self.judge_cache not in C.JUDGE_CACHE_CHOICES:
+            problems.append(f"judge_cache must be one of {', '.join(C.JUDGE_CACHE_CHOICES)}, "
+                            f"not {self.judge_cache!r}")
+        if not self.judge_cache_ttl > 0:
+            problems.append(f"judge_cache_ttl must be positive, not {self.judge_cache_ttl}")
+        for name in ("judge_price_in", "judge_price_out"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                problems.append(f"{name} must be 0 or more, not {value}")
+        for name in ("judge_rpm", "judge_tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                problems.append(f"{name} must be positive, not {value}")
         if self.embedding_precision not in (None, *C.EMBEDDING_PRECISIONS):
             problems.append(f"embedding_precision must be one of "
                             f"{', '.join(C.EMBEDDING_PRECISIONS)}, not "

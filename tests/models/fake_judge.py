@@ -4,7 +4,7 @@ It answers with recorded judgments (``RECORDED``: the answer a judge gave for a 
 a test scripted faults first: ``judge.script(Status(429), Hang(5), Malformed("..."), ...)``.
 Scripted actions are consumed one per request, in order; then the recorded judgments resume.
 Every request is kept (``judge.requests``) and the largest number served at once is counted
-(``judge.max_in_flight``).
+(``judge.max_in_flight``). Answers carry OpenAI's ``usage`` (:func:`fake_usage`).
 
 Two options make it behave more like a real provider: ``known_models`` (the model names it
 serves; any other is refused the way OpenAI refuses it, 404 ``model_not_found``) and
@@ -52,6 +52,15 @@ def model_not_found(model: str) -> bytes:
     return json.dumps({"error": {
         "message": f"The model `{model}` does not exist or you do not have access to it.",
         "type": "invalid_request_error", "param": None, "code": "model_not_found"}}).encode()
+
+
+def fake_usage(chat: list[dict[str, str]], content: str) -> dict[str, int]:
+    """The ``usage`` the fake judge reports: one token per 4 characters, as OpenAI's rule of
+    thumb (the prompt: every message's content; the completion: the answer)."""
+    prompt = sum(len(m.get("content") or "") for m in chat) // 4 + 1
+    completion = len(content) // 4 + 1
+    return {"prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion}
 
 
 def _key_words(text: str) -> list[str]:
@@ -192,7 +201,8 @@ class FakeJudge:
         completion = {"id": "chatcmpl-fake", "object": "chat.completion",
                       "model": body.get("model"),
                       "choices": [{"index": 0, "finish_reason": "stop",
-                                   "message": {"role": "assistant", "content": content}}]}
+                                   "message": {"role": "assistant", "content": content}}],
+                      "usage": fake_usage(body["messages"], content)}
         self._send(handler, 200, json.dumps(completion).encode(), {})
 
     def _judgment(self, chat: list[dict[str, str]]) -> dict[str, Any]:

@@ -120,7 +120,8 @@ def test_an_unknown_model_falls_back_once_then_is_remembered(server_factory: Any
     assert first["output"] == "Passed" and "[judge judge-small for gpt-4o-mini" in first["reason"]
     assert provider.models == ["gpt-4o-mini", "judge-small"]
     again = api.items("groundedness", {"output": ["The Eiffel Tower is in Paris."] * 3,
-                                       "context": [[CONTEXT]] * 3}, model="gpt-4o-mini")
+                                       "context": [[CONTEXT, f"({n})"] for n in range(3)]},
+                      model="gpt-4o-mini")  # three different items: no judge cache hit
     assert [i["output"] for i in again] == ["Passed"] * 3
     assert provider.models[2:] == ["judge-small"] * 3  # no second try of the unknown name
 

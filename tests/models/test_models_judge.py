@@ -4,11 +4,12 @@ loopback OpenAI-compatible judge that answers recorded judgments and injected fa
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 import pytest
-from fake_judge import Answer, FakeJudge, Hang, Malformed, Status
+from fake_judge import RECORDED, Answer, FakeJudge, Hang, Malformed, Status, fake_usage
 from model_helpers import Client
 
 from fi_evals import _constants as C
@@ -106,12 +107,21 @@ def _server(server_factory: Any, judge: FakeJudge, **overrides: Any) -> Client:
                                  judge_api_key="sk-test", **overrides))
 
 
+def _tokens(request: dict[str, Any]) -> str:
+    """The ``P+C tokens`` of the reason tag, for the fake judge's recorded answer."""
+    content = json.dumps(RECORDED[re.search(r"check '([^']+)'",
+                                            request["messages"][0]["content"]).group(1)])
+    usage = fake_usage(request["messages"], content)
+    return f"{usage['prompt_tokens']}+{usage['completion_tokens']}"
+
+
 def test_recorded_judgments_for_each_output_type(server_factory: Any, judge: FakeJudge) -> None:
     api = _server(server_factory, judge)
     item = api.items("groundedness", GROUNDED)[0]
     assert item["output"] == "Passed" and item["eval_status"] == "completed"
     assert item["reason"] == ("Every claim appears in the context. "
-                              f"[judge judge-small, prompt {PROMPTS['groundedness'].tag}]")
+                              f"[judge judge-small, prompt {PROMPTS['groundedness'].tag}, "
+                              f"{_tokens(judge.requests[0])} tokens]")
     assert api.items("context_adherence", {"output": "a", "context": ["b"]})[0]["output"] == 0.75
     assert api.items("tone", {"output": "Wow!"})[0]["output"] == ["joy", "surprise"]
     quality = api.items("customer_agent_conversation_quality", {"conversation": "hi"})[0]

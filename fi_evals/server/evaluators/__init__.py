@@ -85,16 +85,24 @@ class Registry:
             self.add(evaluator)
         if getattr(config, "judge_url", None):
             from fi_evals.server.evaluators.judge import JudgeSettings, judge_evaluators
+            from fi_evals.server.evaluators.judge_budget import judge_budget_for
+            from fi_evals.server.evaluators.judge_cache import judge_cache_for
 
             settings = JudgeSettings(base_url=config.judge_url, model=config.judge_model,
                                      api_key=config.judge_api_key,
                                      concurrency=config.judge_concurrency,
-                                     timeout=config.judge_timeout)
-            for evaluator in judge_evaluators(settings):
+                                     timeout=config.judge_timeout,
+                                     price_in=getattr(config, "judge_price_in", None),
+                                     price_out=getattr(config, "judge_price_out", None),
+                                     rpm=getattr(config, "judge_rpm", None),
+                                     tpm=getattr(config, "judge_tpm", None))
+            cache = judge_cache_for(config)
+            budget = judge_budget_for(config, settings.endpoint)
+            for evaluator in judge_evaluators(settings, cache, budget):
                 self.add(evaluator)
-            log.info("judge: %s (model %s, %d in flight, %g s per evaluation)",
+            log.info("judge: %s (model %s, %d in flight, %g s per evaluation, cache %s)",
                      settings.endpoint, settings.model or "from each request",
-                     settings.concurrency, settings.timeout)
+                     settings.concurrency, settings.timeout, cache or "off")
 
     def add(self, evaluator: BaseEvaluator) -> None:
         """Register (or replace) the evaluator of ``evaluator.template.name``.

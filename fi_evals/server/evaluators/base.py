@@ -31,10 +31,20 @@ up to the inline size cap and isolated above it (quadratic cost in the text leng
 
 @dataclass(frozen=True)
 class Outcome:
-    """A verdict: ``output`` is "Passed"/"Failed", a float in [0, 1], or the chosen labels."""
+    """A verdict: ``output`` is "Passed"/"Failed", a float in [0, 1], or the chosen labels.
+
+    Model-judged outcomes also say what they cost: ``prompt_tokens`` and ``completion_tokens``
+    (the judge's ``usage``, summed over the calls of this evaluation; None when the judge
+    reported none), ``cost`` (only when the server was given prices) and ``cached`` (answered
+    from the judge cache: no judge call, no tokens spent).
+    """
 
     output: Output
     reason: str
+    cached: bool = False
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
 
 
 class EvaluationError(Exception):

@@ -27,7 +27,14 @@ How one evaluation runs (:class:`JudgeEvaluator`):
    (:data:`JUDGE_RETRY`);
 3. the answer is parsed into a pydantic model of the template's output type; a malformed
    answer is asked for again once (the judge is shown its answer and the problem), then the
-   evaluation fails with the raw answer in its message.
+   evaluation fails with the raw answer in its message;
+4. the answer's ``usage`` (prompt and completion tokens) is recorded on the outcome, with its
+   cost when prices are given (``--judge-price-in/--judge-price-out``, per 1M tokens: no
+   built-in price list); the reason's tag says it (``[judge M, prompt P, 412+31 tokens]``).
+
+Identical calls (endpoint, model, prompt version, sampling settings, inputs, params) are
+answered from the judge cache (``judge_cache.py``) when the server has one: such an outcome is
+``cached`` (its tag says ``cached``) and costs no judge call. Failures are never cached.
 
 Errors (all :class:`~fi_evals.server.evaluators.base.EvaluationError`, so the item is recorded
 ``failed`` with the message, never a 500)::
@@ -42,6 +49,7 @@ Errors (all :class:`~fi_evals.server.evaluators.base.EvaluationError`, so the it
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -59,10 +67,14 @@ from fi_evals import _constants as C
 from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals.catalogue import CATALOGUE, Template
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
+from fi_evals.server.evaluators.judge_budget import RateBudget, estimate_tokens
+from fi_evals.server.evaluators.judge_cache import JudgeCache, cache_key
 from fi_evals.server.evaluators.prompts import PROMPTS, messages
 
 __all__ = [
     "JUDGE_RETRY",
+    "JUDGE_SAMPLING",
+    "Completion",
     "JudgeAnswerError",
     "JudgeClient",
     "JudgeEvaluator",
@@ -74,6 +86,12 @@ __all__ = [
     "judge_evaluators",
     "refuses_model",
 ]
+
+
+log = logging.getLogger("fi_evals.server")
+
+JUDGE_SAMPLING: dict[str, Any] = {"temperature": 0}
+"""The sampling settings of every judge call (part of the judge cache's key)."""
 
 
 class JudgeUnreachable(EvaluationError):
@@ -139,6 +157,10 @@ class JudgeSettings:
         concurrency: judge calls in flight per process (``C.JUDGE_CONCURRENCY``).
         timeout: seconds one evaluation may spend on the judge, retries included
             (``C.JUDGE_TIMEOUT``).
+        price_in: price of 1M prompt tokens (any currency; None: no cost is computed).
+        price_out: price of 1M completion tokens (None: no cost is computed).
+        rpm: the provider's requests per minute (None: learned from its rate-limit headers).
+        tpm: the provider's tokens per minute (None: learned from its rate-limit headers).
     """
 
     base_url: str
@@ -146,8 +168,20 @@ class JudgeSettings:
     api_key: str | None = field(default=None, repr=False)
     concurrency: int = C.JUDGE_CONCURRENCY
     timeout: float = C.JUDGE_TIMEOUT
+    price_in: float | None = None
+    price_out: float | None = None
+    rpm: float | None = None
+    tpm: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"judge {name} must be positive, not {value}")
+        for name in ("price_in", "price_out"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"judge {name} must be 0 or more, not {value}")
         if not re.match(r"^https?://[^/\s]+", self.base_url or ""):
             raise ValueError(f"the judge URL must be an http(s) URL, not {self.base_url!r}")
         if self.concurrency < 1:
@@ -159,6 +193,23 @@ class JudgeSettings:
     def endpoint(self) -> str:
         base = self.base_url.rstrip("/")
         return base if base.endswith("/chat/completions") else base + "/chat/completions"
+
+    def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float | None:
+        """What the tokens cost at the given prices; None unless both prices and counts are
+        known."""
+        if self.price_in is None or self.price_out is None or prompt_tokens is None \
+                or completion_tokens is None:
+            return None
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One judge answer: its text and the ``usage`` it reported (None: not reported)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 JUDGE_RETRY = RetryPolicy(
@@ -191,12 +242,19 @@ def _no_answer(exc: requests.RequestException) -> _NoAnswer:
 class JudgeClient:
     """One connection pool, one bounded pool of threads and one semaphore for the judge.
 
-    Shared by every :class:`JudgeEvaluator` of a server (and thread-safe).
+    Shared by every :class:`JudgeEvaluator` of a server (and thread-safe). ``cache`` (None:
+    none) answers identical calls; ``counters`` counts calls, cache hits and tokens.
     """
 
-    def __init__(self, settings: JudgeSettings, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, settings: JudgeSettings, policy: RetryPolicy | None = None, *,
+                 cache: JudgeCache | None = None, budget: Any = None) -> None:
         self.settings = settings
         self.policy = policy or JUDGE_RETRY
+        self.cache = cache
+        self.budget = budget if budget is not None else RateBudget(settings.rpm, settings.tpm)
+        self.counters = {"calls": 0, "cache_hits": 0, "prompt_tokens": 0,
+                         "completion_tokens": 0}
+        self._counters_lock = threading.Lock()
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.concurrency,
                               max_retries=0)
@@ -235,8 +293,19 @@ class JudgeClient:
             if len(self._refused_models) < _MAX_REFUSED_MODELS:
                 self._refused_models.add(model)
 
+    def count(self, **deltas: int) -> None:
+        """Add to :attr:`counters` (thread-safe)."""
+        with self._counters_lock:
+            for name, delta in deltas.items():
+                self.counters[name] += delta
+
     def complete(self, chat: list[dict[str, str]], model: str, deadline: float) -> str:
-        """The judge's answer text to ``chat``.
+        """The judge's answer text to ``chat`` (see :meth:`completion`)."""
+        return self.completion(chat, model, deadline).text
+
+    def completion(self, chat: list[dict[str, str]], model: str,
+                   deadline: float) -> Completion:
+        """The judge's answer to ``chat``, with its ``usage``.
 
         Raises:
             JudgeUnreachable: connection errors, timeouts or 429/5xx until attempts or the
@@ -246,8 +315,12 @@ class JudgeClient:
         """
         attempt, last = 0, "no attempt"
         started = time.monotonic()
+        estimate = estimate_tokens(chat)
         while True:
             attempt += 1
+            if not self.budget.acquire(estimate, deadline):
+                raise self._unreachable(attempt - 1, started, "the provider's rate budget "
+                                        f"leaves no call in time ({self.budget.to_dict()})")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._unreachable(attempt - 1, started, last or "time budget spent")
@@ -263,8 +336,13 @@ class JudgeClient:
                 if self.policy.refusal(error=failure) is not None:
                     raise self._unreachable(attempt, started, last) from exc
             else:
+                self.budget.observe(response.headers)
                 if response.status_code == 200:
-                    return _content(response)
+                    answer = _completion(response)
+                    if answer.prompt_tokens is not None:
+                        self.budget.correct(estimate, answer.prompt_tokens
+                                            + (answer.completion_tokens or 0))
+                    return answer
                 if response.status_code == 400 and self._json_mode \
                         and "response_format" in response.text:
                     self._json_mode = False
@@ -278,6 +356,8 @@ class JudgeClient:
                     raise JudgeRefused(message)
                 last = f"HTTP {response.status_code}"
                 retry_after = parse_retry_after(response.headers.get(C.HEADER_RETRY_AFTER))
+                if response.status_code == 429:  # the whole process slows down, not a thread
+                    self.budget.throttle(retry_after)
             wait = self.policy.delay(attempt, retry_after, deadline - time.monotonic())
             if wait is None:
                 raise self._unreachable(attempt, started, last)
@@ -287,10 +367,11 @@ class JudgeClient:
         if not self.slots.acquire(timeout=remaining):
             raise _SlotTimeout
         try:
-            body: dict[str, Any] = {"model": model, "messages": chat, "temperature": 0}
+            body: dict[str, Any] = {"model": model, "messages": chat, **JUDGE_SAMPLING}
             if self._json_mode:
                 body["response_format"] = {"type": "json_object"}
             read = max(0.05, min(deadline_share(self.settings.timeout), remaining))
+            self.count(calls=1)
             return self.session.post(self.settings.endpoint, data=json.dumps(body),
                                      timeout=(min(C.JUDGE_CONNECT_TIMEOUT, read), read))
         finally:
@@ -305,6 +386,8 @@ class JudgeClient:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.session.close()
+        if self.cache is not None:
+            self.cache.close()
 
     def __repr__(self) -> str:
         return (f"<JudgeClient {self.settings.endpoint} model={self.settings.model!r} "
@@ -320,15 +403,29 @@ def deadline_share(timeout: float) -> float:
     return timeout * C.JUDGE_ATTEMPT_SHARE
 
 
-def _content(response: Any) -> str:
+def _completion(response: Any) -> Completion:
     try:
-        content = response.json()["choices"][0]["message"]["content"]
+        answer = response.json()
+        content = answer["choices"][0]["message"]["content"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise JudgeAnswerError(f"the judge's HTTP answer is not a chat completion "
                                f"({type(exc).__name__}): {response.text[:300]!r}") from exc
     if not isinstance(content, str):
         raise JudgeAnswerError(f"the judge's message content is not text: {content!r:.300}")
-    return content
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    return Completion(content, _tokens(usage.get("prompt_tokens", usage.get("input_tokens"))),
+                      _tokens(usage.get("completion_tokens", usage.get("output_tokens"))))
+
+
+def _tokens(value: Any) -> int | None:
+    """A token count from ``usage`` (None unless a non-negative integer)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b
 
 
 # ------------------------------------------------------------------ structured answers
@@ -415,11 +512,22 @@ class JudgeEvaluator(BaseEvaluator):
                    if model else "give `model` in the request, or")
             raise EvaluationError(f"no judge model: {how} start the server with --judge-model "
                                   "(FI_JUDGE_MODEL)")
+        key = self._cache_key(chosen, inputs, params)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit
         deadline = time.monotonic() + self.client.settings.timeout
         chat = messages(self.template, inputs)
         problem = ""
+        prompt_tokens: int | None = None
+        completion_tokens: int | None = None
         for _ in range(C.JUDGE_PARSE_ATTEMPTS):
-            text, chosen = self._complete(chat, chosen, deadline)
+            answer, chosen = self._complete(chat, chosen, deadline)
+            text = answer.text
+            prompt_tokens = _add(prompt_tokens, answer.prompt_tokens)
+            completion_tokens = _add(completion_tokens, answer.completion_tokens)
+            self.client.count(prompt_tokens=answer.prompt_tokens or 0,
+                              completion_tokens=answer.completion_tokens or 0)
             try:
                 outcome = parse_answer(self.template, self.prompt.multiple, text)
             except ValueError as exc:
@@ -429,14 +537,65 @@ class JudgeEvaluator(BaseEvaluator):
                                                     "Answer again with only the JSON object."}]
                 continue
             served = f" for {model}" if model and model != chosen else ""
-            return Outcome(outcome.output, f"{outcome.reason} [judge {chosen}{served}, "
-                                           f"prompt {self.prompt.tag}]")
+            judged = {"output": outcome.output, "reason": outcome.reason,
+                      "judge": f"{chosen}{served}", "prompt_tokens": prompt_tokens,
+                      "completion_tokens": completion_tokens}
+            self._keep(key, judged)
+            return self._outcome(judged, cached=False)
         raise JudgeAnswerError(
             f"the judge's answer was malformed {C.JUDGE_PARSE_ATTEMPTS} times ({problem}); "
             f"raw answer: {text[:C.JUDGE_RAW_ANSWER_CHARS]!r}")
 
+    def _cache_key(self, model: str, inputs: ItemInputs, params: Mapping[str, Any]) -> str:
+        return cache_key(endpoint=self.client.settings.endpoint, model=model,
+                         prompt=self.prompt.tag, sampling=JUDGE_SAMPLING, inputs=inputs,
+                         params=params)
+
+    def _cached(self, key: str) -> Outcome | None:
+        """The cached outcome under ``key`` (None: no cache, a miss, or the cache failed)."""
+        if self.client.cache is None:
+            return None
+        try:
+            judged = self.client.cache.get(key)
+        except Exception as exc:  # a cache that fails costs a judge call, never the item
+            log.warning("judge cache unreadable (%s: %s): asking the judge",
+                        type(exc).__name__, exc)
+            return None
+        if judged is None:
+            return None
+        self.client.count(cache_hits=1)
+        return self._outcome(judged, cached=True)
+
+    def _keep(self, key: str, judged: Mapping[str, Any]) -> None:
+        if self.client.cache is None:
+            return
+        try:
+            self.client.cache.put(key, judged)
+        except Exception as exc:  # the outcome stands; only the next identical call pays
+            log.warning("judge cache not written (%s: %s)", type(exc).__name__, exc)
+
+    def _outcome(self, judged: Mapping[str, Any], *, cached: bool) -> Outcome:
+        """The outcome of a judgment (fresh or cached), its reason tagged with who judged it
+        and what it cost."""
+        prompt_tokens, completion_tokens = judged.get("prompt_tokens"), \
+            judged.get("completion_tokens")
+        tag = [f"judge {judged['judge']}", f"prompt {self.prompt.tag}"]
+        if cached:
+            tag.append("cached")
+            return Outcome(judged["output"], f"{judged['reason']} [{', '.join(tag)}]",
+                           cached=True, prompt_tokens=0, completion_tokens=0,
+                           cost=self.client.settings.cost(0, 0))
+        cost = self.client.settings.cost(prompt_tokens, completion_tokens)
+        if prompt_tokens is not None or completion_tokens is not None:
+            tag.append(f"{prompt_tokens or 0}+{completion_tokens or 0} tokens")
+        if cost is not None:
+            tag.append(f"cost {cost:.6g}")
+        return Outcome(judged["output"], f"{judged['reason']} [{', '.join(tag)}]",
+                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                       cost=cost)
+
     def _complete(self, chat: list[dict[str, str]], model: str,
-                  deadline: float) -> tuple[str, str]:
+                  deadline: float) -> tuple[Completion, str]:
         """The judge's answer and the model that gave it.
 
         A model the judge refuses as unknown is replaced by the configured one, once (and
@@ -444,13 +603,13 @@ class JudgeEvaluator(BaseEvaluator):
         stands.
         """
         try:
-            return self.client.complete(chat, model, deadline), model
+            return self.client.completion(chat, model, deadline), model
         except JudgeModelUnknown:
             configured = self.client.settings.model
             if not configured or configured == model:
                 raise
             self.client.remember_refused(model)
-        return self.client.complete(chat, configured, deadline), configured
+        return self.client.completion(chat, configured, deadline), configured
 
     def evaluate_many(self, items: Sequence[ItemInputs], params: Mapping[str, Any],
                       model: str | None = None) -> list[Outcome | BaseException]:
@@ -467,7 +626,10 @@ class JudgeEvaluator(BaseEvaluator):
         return f"<JudgeEvaluator {self.template.name!r} prompt={self.prompt.tag} {self.client!r}>"
 
 
-def judge_evaluators(settings: JudgeSettings) -> list[JudgeEvaluator]:
-    """A judge evaluator for every model-judged text template, sharing one client."""
-    client = JudgeClient(settings)
+def judge_evaluators(settings: JudgeSettings, cache: JudgeCache | None = None,
+                     budget: Any = None) -> list[JudgeEvaluator]:
+    """A judge evaluator for every model-judged text template, sharing one client (and
+    ``cache``, None: no judge cache; ``budget``, None: a :class:`RateBudget` of this
+    process)."""
+    client = JudgeClient(settings, cache=cache, budget=budget)
     return [JudgeEvaluator(t, client) for t in CATALOGUE.values() if t.family == "judge"]
