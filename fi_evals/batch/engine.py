@@ -20,6 +20,7 @@ mode, ``BATCH_ASYNC_WINDOW_ITEMS`` items in async mode), never by the input's si
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
@@ -67,8 +68,10 @@ class Coordinator:
 
     def __init__(self, settings: Settings, context: ClientContext, *,
                  journal: Journal | None, writer: ItemSink | None,
-                 progress: Progress) -> None:
+                 progress: Progress, cancel: threading.Event | None = None) -> None:
         self.s = settings
+        # Set from another thread (AsyncEvaluator on asyncio cancellation): stop as on Ctrl-C.
+        self.cancel = cancel
         self.transport = context.transport
         self.pool = context.executor
         self.journal = journal
@@ -138,6 +141,11 @@ class Coordinator:
 
     def _loop(self) -> None:
         while True:
+            if self.cancel is not None and self.cancel.is_set():
+                self._stop("cancelled", BatchInterruptedError(
+                    "the batch was cancelled before this item finished"),
+                    grace=BATCH_INTERRUPT_GRACE)
+                return
             if self.s.deadline is not None and time.monotonic() >= self.s.deadline:
                 self._stop("deadline", DeadlineExceededError(
                     "the batch deadline passed before this item finished"))
