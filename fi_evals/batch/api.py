@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
+from fi_evals import _otel
 from fi_evals._constants import (
     BATCH_ASYNC_CHUNK_SIZE,
     BATCH_ASYNC_WINDOW_ITEMS,
@@ -251,7 +252,17 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             sinks = [coordinator.writer] if coordinator.writer is not None else []
             coordinator.writer = TeeWriter([*sinks, sink])
             coordinator.items = None
-        coordinator.run(rows)
+        with _otel.span("fi_evals.evaluate_batch", **{
+                "fi_evals.evals": [s.label or s.name for s, _ in specs],
+                "fi_evals.chunk_size": size, "fi_evals.is_async": is_async}) as current:
+            coordinator.run(rows)
+            _otel.set_attributes(current, **{
+                "fi_evals.items": coordinator.stats.items,
+                "fi_evals.requests": coordinator.stats.requests,
+                "fi_evals.retries": coordinator.stats.retries,
+                "fi_evals.stopped": coordinator.stopped})
+            if coordinator.stopped is not None:
+                _otel.set_error(current, f"the batch stopped: {coordinator.stopped}")
     except BaseException as exc:
         if run is not None:
             run.abandon(f"{type(exc).__name__}: {exc}")

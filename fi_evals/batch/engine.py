@@ -28,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from itertools import islice
 from typing import Any
 
+from fi_evals import _otel
 from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS
 from fi_evals._context import ClientContext
 from fi_evals._exceptions import APIError, ItemError, WaitTimeoutError
@@ -283,7 +284,7 @@ class Coordinator:
                                                         request.hash, request.is_async))
                 request.journaled = True
             request.sent_at = time.monotonic()
-            future = self.pool.submit(self._post, request)
+            future = self.pool.submit(_otel.in_context(self._post), request)
             request.future = future
             self._futures[future] = RequestCall(request)
             self._in_flight += 1
@@ -313,8 +314,8 @@ class Coordinator:
         names = {i: self.s.specs[self._waiting[i][0].spec][1].name for i in ids}
         for start in range(0, len(ids), per_request):
             group = ids[start:start + per_request]
-            future = self.pool.submit(self.poller.fetch, group, deadline=self._call_deadline(),
-                                      names=names)
+            future = self.pool.submit(_otel.in_context(self.poller.fetch), group,
+                                      deadline=self._call_deadline(), names=names)
             self._futures[future] = PollCall(group)
             self._poll_round.append(future)
             self._in_flight += 1
