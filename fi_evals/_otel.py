@@ -77,6 +77,28 @@ def set_error(current: Any, description: str) -> None:
         current.set_status(Status(StatusCode.ERROR, description))
 
 
+def current_span() -> Any:
+    """The current span (None without OpenTelemetry)."""
+    return None if _trace is None else _trace.get_current_span()
+
+
+def record_score(current: Any, name: str, output: Any) -> None:
+    """Put ``eval.<name>.score`` and ``eval.<name>.passed`` on ``current`` while it records
+    (Pass/Fail verdicts: 1.0 / 0.0; scores pass at ``BATCH_SCORE_PASS_THRESHOLD``; labels:
+    nothing)."""
+    if current is None or not current.is_recording():
+        return
+    from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD, OUTPUT_FAILED, OUTPUT_PASSED
+    from fi_evals._default import score_of
+
+    score = score_of(output)
+    if score is None:
+        return
+    limit = 1.0 if output in (OUTPUT_PASSED, OUTPUT_FAILED) else BATCH_SCORE_PASS_THRESHOLD
+    current.set_attribute(f"eval.{name}.score", score)
+    current.set_attribute(f"eval.{name}.passed", score >= limit)
+
+
 def in_context(fn: F) -> F:
     """``fn`` to run on a pool thread inside a copy of the caller's context (its current span),
     so request spans nest under the call that made them. ``fn`` itself without OpenTelemetry."""

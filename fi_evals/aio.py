@@ -39,6 +39,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from fi_evals import _otel
 from fi_evals.client import Evaluator
 
 if TYPE_CHECKING:
@@ -248,14 +249,19 @@ class AsyncScoreLogger:
         """:meth:`ScoreLogger.log <fi_evals.ScoreLogger.log>`: queue and return at once."""
         return self.logger.log(eval_name, inputs, **options)
 
-    async def score(self, eval_name: str, inputs: Mapping[str, Any], **options: Any
-                    ) -> LoggedScore:
+    async def score(self, eval_name: str, inputs: Mapping[str, Any], *,
+                    on_span: bool = True, **options: Any) -> LoggedScore:
         """Log one score and await its verdict (completed, failed or rejected).
+
+        With OpenTelemetry (the ``otel`` extra) and ``on_span``, the verdict is also put on the
+        span current at the call, as ``eval.<name>.score`` and ``eval.<name>.passed``, when
+        that span is still recording.
 
         Raises:
             RuntimeError: the score was dropped (queue full under a drop policy, or closed).
         """
         loop = asyncio.get_running_loop()
+        span = _otel.current_span() if on_span else None
         answer: asyncio.Future[LoggedScore] = loop.create_future()
         given = options.pop("callback", None)
 
@@ -267,7 +273,10 @@ class AsyncScoreLogger:
         if not self.logger.log(eval_name, inputs, callback=settle, **options):
             raise RuntimeError(f"the score for {eval_name!r} was dropped (queue full or the "
                                f"logger closed)")
-        return await answer
+        scored = await answer
+        if scored.status == "completed":
+            _otel.record_score(span, scored.eval_name, scored.output)
+        return scored
 
     async def flush(self, timeout: float | None = None) -> bool:
         """:meth:`ScoreLogger.flush <fi_evals.ScoreLogger.flush>`, awaited."""

@@ -6,6 +6,7 @@ one, so the rest of the suite records nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from fi_evals import Evaluator, _otel
+from fi_evals import AsyncEvaluator, Evaluator, _otel
 from fi_evals.server.runner import RunningServer
 
 SECRET_INPUT = "the-confidential-answer-7731"
@@ -105,3 +106,25 @@ def test_no_cost_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _otel.span("x", a=1) is _otel.span("y")  # one shared nullcontext
     with _otel.span("x") as current:
         assert current is None
+
+
+def test_async_score_logger_puts_the_verdict_on_the_current_span(spans, live_server,
+                                                                 tmp_path) -> None:
+    provider, exporter = spans
+    tracer = provider.get_tracer("app")
+
+    async def main() -> None:
+        async with AsyncEvaluator(live_server.api_key, live_server.secret_key,
+                                  live_server.url) as ev, \
+                ev.score_logger(spool=False, overflow="drop_newest", linger=0.01,
+                                poll_interval=0.05) as logger:
+            with tracer.start_as_current_span("handle_request"):
+                await logger.score("is_json", {"text": "not json"})
+                await logger.score("fuzzy_match", {"output": "abc", "expected": "abc"})
+
+    asyncio.run(main())
+    handled = next(s for s in exporter.get_finished_spans() if s.name == "handle_request")
+    assert handled.attributes["eval.is_json.score"] == 0.0
+    assert handled.attributes["eval.is_json.passed"] is False
+    assert handled.attributes["eval.fuzzy_match.score"] == 1.0
+    assert handled.attributes["eval.fuzzy_match.passed"] is True
