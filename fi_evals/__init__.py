@@ -40,6 +40,7 @@ _EXPORTS = {
     "RetryPolicy": "fi_evals._retry",
     "TransportStats": "fi_evals._transport",
     "Evaluator": "fi_evals.client",
+    **dict.fromkeys(["AsyncEvaluator", "AsyncScoreLogger"], "fi_evals.aio"),
     "evaluate": "fi_evals._default",
     "Verdict": "fi_evals._default",
     "EvalHandle": "fi_evals.handles",
@@ -95,6 +96,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         WaitTimeoutError,
     )
     from fi_evals._retry import PollBackoff, RetryPolicy
+    from fi_evals.aio import AsyncEvaluator, AsyncScoreLogger
     from fi_evals._transport import TransportStats
     from fi_evals._default import Verdict, evaluate
     from fi_evals.client import Evaluator

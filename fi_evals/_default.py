@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from fi_evals.client import Evaluator
     from fi_evals.results import EvalResult
 
-__all__ = ["Verdict", "close_default_evaluator", "default_evaluator", "evaluate"]
+__all__ = ["Verdict", "close_default_evaluator", "default_evaluator", "evaluate", "evaluate_on"]
 
 _lock = threading.Lock()
 _default: Evaluator | None = None
@@ -205,9 +205,18 @@ def evaluate(template: Any, *, model: str | None = None, timeout: float | None =
         EvalFailedError: the server could not run the evaluation (e.g. its judge was
             unreachable); a "Failed" verdict is a result, never an error.
     """
+    _refuse_hosted_only(template, inputs)  # before the default Evaluator is built
+    _check_threshold(threshold)
+    return evaluate_on(default_evaluator(), template, model=model, timeout=timeout,
+                       threshold=threshold, **inputs)
+
+
+def evaluate_on(ev: Evaluator, template: Any, *, model: str | None = None,
+                timeout: float | None = None, threshold: float | None = None,
+                **inputs: Any) -> Verdict:
+    """:func:`evaluate` on a given Evaluator (the pytest plugin's ``assert_eval`` uses it)."""
     _refuse_hosted_only(template, inputs)
     limit = _check_threshold(threshold)
-    ev = default_evaluator()
     spec = ev.resolve_template(template)
     params, item = _split_params(template, spec, inputs)
     if len(prepare_items(item, spec)) != 1:

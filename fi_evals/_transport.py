@@ -57,6 +57,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
 
+from fi_evals import _otel
 from fi_evals._answers import (
     a_list,
     flatten_evaluations,
@@ -394,6 +395,30 @@ class Transport:
         POST whose key the server honours): only then are 500s and failures that may have run
         retried. ``expected_statuses`` are answers the caller handles (not counted as failures).
         """
+        with _otel.span("fi_evals.request", client=True, **{
+                "http.request.method": method, "url.path": path,
+                "server.address": self.base_url}) as current:
+            try:
+                answer = self._call_with_retries(method, path, params=params,
+                                                 json_body=json_body, headers=headers,
+                                                 deadline=deadline, idempotent=idempotent,
+                                                 expected_statuses=expected_statuses)
+            except (APIError, APIConnectionError) as error:
+                _otel.set_attributes(current, **{
+                    "http.response.status_code": getattr(error, "status_code", None),
+                    "error.type": type(error).__name__})
+                raise
+            _otel.set_attributes(current, **{
+                "fi_evals.attempts": answer.attempts,
+                "fi_evals.retries": answer.attempts - 1,
+                "fi_evals.replayed": answer.replayed,
+                "fi_evals.request_id": answer.request_id})
+            return answer
+
+    def _call_with_retries(self, method: str, path: str, *,
+                           params: Mapping[str, str] | None, json_body: Any,
+                           headers: Mapping[str, str] | None, deadline: float | None,
+                           idempotent: bool, expected_statuses: frozenset[int]) -> Answer[Any]:
         url = self.base_url + path
         data = None
         send_headers = dict(headers or {})

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fi_evals import _otel
 from fi_evals._constants import (
     BATCH_SHOW_FAILURES,
     COMPAT_MAX_BATCH_SIZE,
@@ -277,7 +278,18 @@ class Evaluator:
             return self.send_chunk(spec, chunk.items, model=model_name, is_async=is_async,
                                    params=params, extra=extra, deadline=deadline)
 
-        self._run_jobs(jobs, run, results, deadline)
+        with _otel.span("fi_evals.evaluate", **{
+                "fi_evals.templates": [spec.name for spec, _, _ in plans],
+                "fi_evals.items": total, "fi_evals.is_async": is_async,
+                "fi_evals.model": model_name}) as current:
+            self._run_jobs(jobs, run, results, deadline)
+            if current is not None:
+                errors = sum(1 for r in results if r is None or r.status == "error")
+                _otel.set_attributes(current, **{
+                    "fi_evals.eval_ids": _otel.eval_ids(r.eval_id for r in results if r),
+                    "fi_evals.errors": errors})
+                if errors:
+                    _otel.set_error(current, f"{errors} of {total} items errored")
         return BatchRunResult(eval_results=results)
 
     def send_chunk(self, spec: TemplateSpec, items: Sequence[WireItem], *,
@@ -322,7 +334,8 @@ class Evaluator:
         else:
             pairs = []
             futures: dict[Future[Any], Any] = {
-                self._executor.submit(self._attempt, run, job): job for job in jobs}
+                self._executor.submit(_otel.in_context(self._attempt), run, job): job
+                for job in jobs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

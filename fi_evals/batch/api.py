@@ -13,12 +13,14 @@ import math
 import os
 import platform
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
+from fi_evals import _otel
 from fi_evals._constants import (
     BATCH_ASYNC_CHUNK_SIZE,
     BATCH_ASYNC_WINDOW_ITEMS,
@@ -33,7 +35,7 @@ from fi_evals._version import __version__
 from fi_evals.batch.engine import Coordinator, Settings
 from fi_evals.batch.journal import Journal
 from fi_evals.batch.mapping import resolve_mapping
-from fi_evals.batch.output import ItemWriter, TeeWriter, open_writer
+from fi_evals.batch.output import ItemSink, ItemWriter, TeeWriter, open_writer
 from fi_evals.batch.preflight import check_available, check_first_row
 from fi_evals.batch.progress import Progress
 from fi_evals.batch.readers import ItemSource, estimate_length, iter_items, source_length
@@ -116,7 +118,9 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
                    limit: int | None = None, run_name: str | None = None,
                    runs_dir: PathLike | None = None, save: bool | None = None,
                    junit: PathLike | None = None,
-                   summary_md: PathLike | None = None) -> BatchResult:
+                   summary_md: PathLike | None = None,
+                   cancel: threading.Event | None = None,
+                   sink: ItemSink | None = None) -> BatchResult:
     """Score every item with every eval, in bounded memory; see ``Evaluator.evaluate_batch``.
 
     Args:
@@ -153,6 +157,11 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             instead of holding them in memory.
         junit: also write a JUnit XML report here (``BatchResult.to_junit``).
         summary_md: also write a Markdown summary here (``BatchResult.to_markdown``).
+        cancel: an event another thread may set to stop the batch as Ctrl-C does (stops
+            sending; settles unfinished items with an error that keeps their eval ids;
+            ``stopped == "cancelled"``). :class:`fi_evals.aio.AsyncEvaluator` uses it.
+        sink: also emit each finished item here, in input order (``write``/``close``); the
+            result then keeps no items in memory unless ``output`` or the run store has them.
 
     Returns:
         A :class:`BatchResult`: items in input order, stats, threshold checks, and
@@ -219,7 +228,7 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         bar = Progress(progress, total * len(specs) if total is not None else None)
         writer = open_writer(output, labels) if output is not None else None
         coordinator = Coordinator(settings, context, journal=opened_journal, writer=writer,
-                                  progress=bar)
+                                  progress=bar, cancel=cancel)
         coordinator.stats.failures.limit = show
         coordinator.stats.failures.describe = source.describe
         parsed = parse_thresholds(thresholds, coordinator.stats.templates)
@@ -239,7 +248,21 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             # keeps the items, so the result reads them back from it: memory stays flat.
             coordinator.writer = run if writer is None else TeeWriter([writer, run])
             coordinator.items = None
-        coordinator.run(rows)
+        if sink is not None:
+            sinks = [coordinator.writer] if coordinator.writer is not None else []
+            coordinator.writer = TeeWriter([*sinks, sink])
+            coordinator.items = None
+        with _otel.span("fi_evals.evaluate_batch", **{
+                "fi_evals.evals": [s.label or s.name for s, _ in specs],
+                "fi_evals.chunk_size": size, "fi_evals.is_async": is_async}) as current:
+            coordinator.run(rows)
+            _otel.set_attributes(current, **{
+                "fi_evals.items": coordinator.stats.items,
+                "fi_evals.requests": coordinator.stats.requests,
+                "fi_evals.retries": coordinator.stats.retries,
+                "fi_evals.stopped": coordinator.stopped})
+            if coordinator.stopped is not None:
+                _otel.set_error(current, f"the batch stopped: {coordinator.stopped}")
     except BaseException as exc:
         if run is not None:
             run.abandon(f"{type(exc).__name__}: {exc}")

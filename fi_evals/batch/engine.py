@@ -20,6 +20,7 @@ mode, ``BATCH_ASYNC_WINDOW_ITEMS`` items in async mode), never by the input's si
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from itertools import islice
 from typing import Any, cast
 
+from fi_evals import _otel
 from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS
 from fi_evals._context import ClientContext
 from fi_evals._exceptions import APIError, ItemError, WaitTimeoutError
@@ -67,8 +69,10 @@ class Coordinator:
 
     def __init__(self, settings: Settings, context: ClientContext, *,
                  journal: Journal | None, writer: ItemSink | None,
-                 progress: Progress) -> None:
+                 progress: Progress, cancel: threading.Event | None = None) -> None:
         self.s = settings
+        # Set from another thread (AsyncEvaluator on asyncio cancellation): stop as on Ctrl-C.
+        self.cancel = cancel
         self.transport = context.transport
         self.pool = context.executor
         self.journal = journal
@@ -138,6 +142,11 @@ class Coordinator:
 
     def _loop(self) -> None:
         while True:
+            if self.cancel is not None and self.cancel.is_set():
+                self._stop("cancelled", BatchInterruptedError(
+                    "the batch was cancelled before this item finished"),
+                    grace=BATCH_INTERRUPT_GRACE)
+                return
             if self.s.deadline is not None and time.monotonic() >= self.s.deadline:
                 self._stop("deadline", DeadlineExceededError(
                     "the batch deadline passed before this item finished"))
@@ -275,7 +284,7 @@ class Coordinator:
                                                         request.hash, request.is_async))
                 request.journaled = True
             request.sent_at = time.monotonic()
-            future = self.pool.submit(self._post, request)
+            future = self.pool.submit(_otel.in_context(self._post), request)
             request.future = future
             self._futures[future] = RequestCall(request)
             self._in_flight += 1
@@ -305,8 +314,8 @@ class Coordinator:
         names = {i: self.s.specs[self._waiting[i][0].spec][1].name for i in ids}
         for start in range(0, len(ids), per_request):
             group = ids[start:start + per_request]
-            future = self.pool.submit(self.poller.fetch, group, deadline=self._call_deadline(),
-                                      names=names)
+            future = self.pool.submit(_otel.in_context(self.poller.fetch), group,
+                                      deadline=self._call_deadline(), names=names)
             self._futures[future] = PollCall(group)
             self._poll_round.append(future)
             self._in_flight += 1

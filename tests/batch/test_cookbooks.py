@@ -27,6 +27,11 @@ EXPECTED = {
     "06_error_handling.py": "errors by type",
     "07_chunking_10k.py": "12,000 items x 2 evals",
     "08_resume.py": "re-attached to",
+    "10_pytest_gate.py": ("release gate: 7 passed", "release gate (-n 2): 7 passed",
+                          "fuzzy_match did not pass: verdict Failed, score 0.44 < threshold 0.8"),
+    "11_asyncio.py": ("one evaluation: Passed", "batch: 2000 rows scored", "streamed: 270/300",
+                      "async task: 50/50", "cancelled: the batch stopped sending",
+                      "logged score: is_json completed Failed (req-42)"),
     # The hosted cookbook's documented lines, and the extra ungrounded case.
     "09_hosted_async_cookbook.py": (
         "Score: 1.0  Passed: True", "Score: 0.0  Passed: False", "Submitted async eval",

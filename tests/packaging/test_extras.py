@@ -53,7 +53,7 @@ from fi_evals.server.runner import RunningServer
 REPO = Path(__file__).resolve().parents[2]
 """The repository root (wherever it was cloned)."""
 
-CHECKED_EXTRAS = ("server", "pandas", "redis", "models", "yaml")
+CHECKED_EXTRAS = ("server", "pandas", "redis", "models", "yaml", "otel")
 """The extras a test below checks in its own venv."""
 
 DEV_EXTRAS = {
@@ -543,9 +543,29 @@ def test_yaml_extra(venv_for: Callable[[str], Venv], live_server: RunningServer)
         import importlib.util
 
         assert importlib.util.find_spec("fastapi") is None, "the yaml extra pulled the server"
+        from fi_evals import _otel
+
+        assert not _otel.enabled()  # no opentelemetry: the spans are no-ops
     """)
     data, config = write_tiny_batch(venv.work)
     scored = venv.work / "scored.jsonl"
     done = venv.run("fi-evals", "run", str(data), "--config", str(config), "--output",
                     str(scored), env=server_env(live_server), timeout=120)
     check_tiny_run(done, scored)
+
+
+def test_otel_extra(venv_for: Callable[[str], Venv], live_server: RunningServer) -> None:
+    """The otel extra brings opentelemetry-api alone: evaluate() records its spans with the
+    provider the application sets (here the API's default no-op one), without the server."""
+    venv = venv_for("otel")
+    venv.script("""
+        import importlib.util
+
+        from fi_evals import Evaluator, _otel
+
+        assert importlib.util.find_spec("fastapi") is None, "the otel extra pulled the server"
+        assert importlib.util.find_spec("opentelemetry.sdk") is None, "the SDK is the app's"
+        assert _otel.enabled()
+        with Evaluator() as ev:
+            assert ev.evaluate("is_json", {"text": "{}"}).eval_results[0].output == "Passed"
+    """, env=server_env(live_server))

@@ -14,7 +14,8 @@ import fi_evals
 from fi_evals._extras import require
 
 PUBLIC = [
-    "APIConnectionError", "APIError", "APITimeoutError", "AuthenticationError",
+    "APIConnectionError", "APIError", "APITimeoutError", "AsyncEvaluator", "AsyncScoreLogger",
+    "AuthenticationError",
     "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult", "ConflictError", "EvalFailedError", "EvalHandle",
     "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "IdempotencyError", "InvalidInputError",
     "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError", "NotFoundError", "OverloadedError", "OverflowPolicy",

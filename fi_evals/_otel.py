@@ -1,0 +1,123 @@
+"""OpenTelemetry spans, when ``opentelemetry-api`` is installed (the ``otel`` extra).
+
+Without it every helper here is a no-op that allocates nothing: :func:`span` returns one shared
+``nullcontext`` and :func:`in_context` returns the function it was given. With it, spans go to
+whatever tracer provider the application configured (none: the API's no-op tracer).
+
+Spans: ``fi_evals.evaluate`` (templates, items, eval ids, errors), ``fi_evals.evaluate_batch``
+(evals, items, requests, retries, stopped) and ``fi_evals.request`` per logical HTTP request
+(method, path, server, attempts, retries, status code, request id). Never keys or headers;
+never inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from fi_evals._version import __version__
+
+try:  # the optional dependency: absent, nothing below costs more than a function call
+    from opentelemetry import trace as _trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # pragma: no cover - exercised by installs without the otel extra
+    _trace = None  # type: ignore[assignment]
+
+__all__ = ["MAX_IDS", "enabled", "in_context", "span"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_IDS = 100
+"""Most eval ids put on one span (an attribute is a list: a 10,000-item call keeps 100)."""
+
+_NULL = contextlib.nullcontext(None)
+_PROVIDER: Any = None
+"""The tracer provider; None: OpenTelemetry's global one (tests set their own)."""
+
+
+def enabled() -> bool:
+    """True when opentelemetry-api is importable."""
+    return _trace is not None
+
+
+def span(name: str, *, client: bool = False, **attributes: Any) -> Any:
+    """A context manager: a current span named ``name`` (None without OpenTelemetry).
+
+    ``attributes`` with a None value are left out. An exception leaving the block is recorded
+    and sets the span's status to ERROR.
+    """
+    if _trace is None:
+        return _NULL
+    return _span(name, client, attributes)
+
+
+@contextlib.contextmanager
+def _span(name: str, client: bool, attributes: dict[str, Any]) -> Iterator[Any]:
+    tracer = _trace.get_tracer("fi_evals", __version__, tracer_provider=_PROVIDER)
+    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
+    with tracer.start_as_current_span(name, kind=kind, record_exception=True,
+                                      set_status_on_exception=True) as current:
+        set_attributes(current, **attributes)
+        yield current
+
+
+def set_attributes(current: Any, **attributes: Any) -> None:
+    """Set the non-None ``attributes`` on ``current`` (a span or None)."""
+    if current is None:
+        return
+    for key, value in attributes.items():
+        if value is not None:
+            current.set_attribute(key, value)
+
+
+def set_error(current: Any, description: str) -> None:
+    """Mark ``current`` (a span or None) as failed."""
+    if current is not None:
+        current.set_status(Status(StatusCode.ERROR, description))
+
+
+def current_span() -> Any:
+    """The current span (None without OpenTelemetry)."""
+    return None if _trace is None else _trace.get_current_span()
+
+
+def record_score(current: Any, name: str, output: Any) -> None:
+    """Put ``eval.<name>.score`` and ``eval.<name>.passed`` on ``current`` while it records
+    (Pass/Fail verdicts: 1.0 / 0.0; scores pass at ``BATCH_SCORE_PASS_THRESHOLD``; labels:
+    nothing)."""
+    if current is None or not current.is_recording():
+        return
+    from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD, OUTPUT_FAILED, OUTPUT_PASSED
+    from fi_evals._default import score_of
+
+    score = score_of(output)
+    if score is None:
+        return
+    limit = 1.0 if output in (OUTPUT_PASSED, OUTPUT_FAILED) else BATCH_SCORE_PASS_THRESHOLD
+    current.set_attribute(f"eval.{name}.score", score)
+    current.set_attribute(f"eval.{name}.passed", score >= limit)
+
+
+def in_context(fn: F) -> F:
+    """``fn`` to run on a pool thread inside a copy of the caller's context (its current span),
+    so request spans nest under the call that made them. ``fn`` itself without OpenTelemetry."""
+    if _trace is None:
+        return fn
+    context = contextvars.copy_context()
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return context.copy().run(fn, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+def eval_ids(ids: Any) -> list[str]:
+    """The first :data:`MAX_IDS` non-empty ids, for a span attribute."""
+    out: list[str] = []
+    for value in ids:
+        if value:
+            out.append(str(value))
+            if len(out) >= MAX_IDS:
+                break
+    return out
