@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _helpers import metric_sum
+
 from fi_evals import Evaluator
 from fi_evals.logger import ScoreLogger
 
