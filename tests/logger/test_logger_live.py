@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import evaluated, free_port, read_jsonl, run_child, wait_until
+from _logger_helpers import evaluated, free_port, read_jsonl, run_child, wait_until
 
 from fi_evals import Evaluator
 from fi_evals.logger import LoggedScore, LoggerError, ScoreLogger
