@@ -7,11 +7,13 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-pythons dist fuzz bench clean services
+.PHONY: help venv demo test unit lint test-pythons dist fuzz bench clean services
 
 help:
 	@echo "make demo   score the bundled dataset on an embedded local server"
-	@echo "make test   run the whole test suite"
+	@echo "make test   run the whole test suite (make lint first)"
+	@echo "make unit   the tests that need no server and no model (seconds, not minutes)"
+	@echo "make lint   ruff and mypy with the project's settings (pyproject.toml); zero findings"
 	@echo "make fuzz   fuzz the server from its OpenAPI for longer than make test does"
 	@echo "make test-pythons  make test, then the suite without models on the other supported Pythons"
 	@echo "make dist   build the sdist and wheel into dist/ and check them (twine check)"
@@ -37,8 +39,19 @@ services:
 	@test -x /usr/bin/chromium || \
 		(export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
-test: $(STAMP) services
+test: $(STAMP) services lint
 	$(PY) -m pytest
+
+# The fast loop: the test files marked `pytestmark = pytest.mark.unit` (no server, no model;
+# tests/conftest.py fails a unit test that asks for one).
+unit: $(STAMP)
+	$(PY) -m pytest -m unit -q -p no:cacheprovider
+
+# ruff with the rules named in pyproject.toml, then mypy on the package ([tool.mypy] files);
+# both pinned in setup.cfg's lint extra. mypy keeps its cache in .mypy_cache.
+lint: $(STAMP)
+	$(PY) -m ruff check fi_evals tests benchmarks cookbooks noxfile.py
+	$(PY) -m mypy
 
 # make test, then the suite that needs no model on each other supported Python found here
 # (noxfile.py; .nox/ holds its virtualenvs, made anew on every run).
@@ -85,4 +98,4 @@ bench: $(BENCH_STAMP)
 	$(PY) -m benchmarks.bench_judge --json benchmarks/results/judge.json
 
 clean:
-	rm -rf $(VENV) build dist .nox *.egg-info .pytest_cache benchmarks/.venv-official
+	rm -rf $(VENV) build dist .nox *.egg-info .pytest_cache .mypy_cache .ruff_cache benchmarks/.venv-official

@@ -16,8 +16,8 @@ import tempfile
 import threading
 import time
 from types import TracebackType
+from typing import Self
 
-from fi_evals import _constants as C
 from fi_evals.cli.serve import read_serving_url
 
 __all__ = ["BenchServer"]
@@ -87,7 +87,7 @@ class BenchServer:
             except OSError:
                 time.sleep(0.2)
 
-    def __enter__(self) -> BenchServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -25,7 +25,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any

@@ -112,7 +112,7 @@ def _p1_inprocess(analysis: dict[str, Any]) -> list[str]:
         "`EvalItem.model_validate` per evaluation in `Transport.new_eval` and an `EvalResult` "
         "per outcome in the coordinator (about 20% together); `cut_requests`/`build_inputs` "
         "per row (about 25%). The batch coordinator does all per-row work on one thread.")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def _p1_official(analysis: dict[str, Any]) -> list[str]:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _data, _probe: stdlib only
-from _data import TEMPLATE_KEYS, rows  # noqa: E402
-from _probe import CpuClock, emit, scrape  # noqa: E402
+from _data import TEMPLATE_KEYS, rows
+from _probe import CpuClock, emit, scrape
 
 _FINISHED = ("completed", "failed")
 
@@ -69,7 +69,7 @@ def run_async(ev: Any, items: list[dict[str, str]], evals: list[str], threads: i
     def status(eval_id: str) -> str:
         try:
             body = ev.get_eval_result(eval_id)
-        except Exception:  # noqa: BLE001 - counted as still unfinished, asked again
+        except Exception:  # counted as still unfinished, asked again
             return "error"
         payload = body.get("result") if isinstance(body, dict) else None
         return str(payload.get("eval_status", "")).lower() if isinstance(payload, dict) else ""

@@ -29,7 +29,7 @@ with local_evaluator(max_workers=4) as ev, tempfile.TemporaryDirectory() as fold
                                chunk_size=200, output=out, progress=True)
     print(result)
     last = None
-    for last in read_jsonl(out):
+    for last in read_jsonl(out):  # noqa: B007 - the loop keeps the last row
         pass
     print(f"{os.path.getsize(out) / 1e6:.1f} MB written; last row: {last}")
     assert result.stats.items == N and last.index == N - 1

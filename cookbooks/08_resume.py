@@ -21,8 +21,8 @@ def interrupted_after(n):
 
 with local_evaluator(poll_retry_after=0) as ev, tempfile.TemporaryDirectory() as folder:
     journal = os.path.join(folder, "batch.journal")
-    options = dict(is_async=True, chunk_size=10, max_workers=4, journal=journal,
-                   progress=False)
+    options = {"is_async": True, "chunk_size": 10, "max_workers": 4, "journal": journal,
+                   "progress": False}
 
     first = ev.evaluate_batch(interrupted_after(300), ["is_json"], **options)
     print(f"first run: {first!r}")

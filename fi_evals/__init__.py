@@ -69,6 +69,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from fi_evals._default import Verdict, evaluate
     from fi_evals._exceptions import (
         APIConnectionError,
         APIError,
@@ -98,9 +99,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from fi_evals._retry import PollBackoff, RetryPolicy
     from fi_evals.aio import AsyncEvaluator, AsyncScoreLogger
     from fi_evals._transport import TransportStats
-    from fi_evals._default import Verdict, evaluate
+    from fi_evals.batch import BatchItem, BatchResult, EvalSpec
     from fi_evals.client import Evaluator
     from fi_evals.handles import EvalHandle, Submission
-    from fi_evals.batch import BatchItem, BatchResult, EvalSpec
     from fi_evals.logger import LoggedScore, LoggerStats, OverflowPolicy, ScoreLogger
     from fi_evals.results import BatchRunResult, EvalResult

@@ -23,8 +23,8 @@
     │   └── ServerError                 5xx  (other than 503) a server bug or a bad gateway
     ├── APIConnectionError              no HTTP answer: refused, reset, DNS...
     │   └── APITimeoutError             no answer in time (connect or read timeout)
-    ├── EvalFailedError                 the evaluation ran and ended ``failed`` (never a "Failed" verdict)
-    └── WaitTimeoutError                (also TimeoutError) evaluations still unfinished at the deadline
+    ├── EvalFailedError                 the evaluation ended ``failed`` (never a "Failed" verdict)
+    └── WaitTimeoutError                (a TimeoutError) evaluations unfinished at the deadline
 
 Every ``APIError`` carries ``status_code``, the server's ``type`` and ``code``, its ``message``,
 the ``request_id`` (``X-Request-Id``) and the decoded ``body``; ``str(exc)`` shows all of them.

@@ -30,7 +30,7 @@ import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from fi_evals._exceptions import InvalidInputError, UnknownTemplateError
 from fi_evals.catalogue import CATALOGUE, InputKey, Template
@@ -53,7 +53,7 @@ __all__ = [
     "template_params",
 ]
 
-WireValue = Union[str, list[str]]
+WireValue = str | list[str]
 """One item's encoded value: a string, or a list of strings for list-kind keys."""
 WireItem = dict[str, WireValue]
 

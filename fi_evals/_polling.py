@@ -183,13 +183,13 @@ class Poller:
     def _bulk(self, ids: Sequence[str], deadline: float | None) -> Any:
         try:
             return self.transport.bulk_status(ids, deadline=deadline)
-        except Exception as exc:  # recorded per id by _absorb_bulk, or re-raised there
+        except Exception as exc:  # noqa: BLE001 - recorded per id by _absorb_bulk, or re-raised there
             return exc
 
     def _single(self, eval_id: str, deadline: float | None) -> Any:
         try:
             return self.transport.get_eval(eval_id, deadline=deadline)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded per id by _absorb_single, or re-raised there
             return exc
 
     def _absorb_bulk(self, round_: PollRound, ids: Sequence[str], outcome: Any,

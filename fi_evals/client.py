@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
 
 from fi_evals import _otel
 from fi_evals._constants import (
@@ -154,7 +154,7 @@ class Evaluator:
         self._transport.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def __enter__(self) -> Evaluator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -365,7 +365,7 @@ class Evaluator:
     def _attempt(run: Callable[[Any], T], job: Any) -> T | BaseException:
         try:
             return run(job)
-        except Exception as exc:  # stored per chunk, like a Future's exception
+        except Exception as exc:  # noqa: BLE001 - stored per chunk, like a Future's exception
             return exc
 
     # ------------------------------------------------------------------ batch (fi_evals.batch)
@@ -523,7 +523,8 @@ class Evaluator:
             if partial is not None:
                 self._update(entries, dict(zip(ids, partial)))
             raise
-        return self._update(entries, dict(zip(ids, fetched)))
+        # A complete wait found a result for every entry: no None is left in the list.
+        return cast("list[EvalResult]", self._update(entries, dict(zip(ids, fetched))))
 
     def refresh_all(self, handles: Sequence[EvalHandle]) -> None:
         """One poll round for the unfinished handles (bulk status when offered)."""
@@ -544,8 +545,9 @@ class Evaluator:
         return EvalResult.from_payload(eval_id, answer.value, name)
 
     @staticmethod
-    def _update(entries: Sequence[Any], by_id: Mapping[str, EvalResult]) -> list[EvalResult]:
-        out = []
+    def _update(entries: Sequence[Any],
+                by_id: Mapping[str, EvalResult]) -> list[EvalResult | None]:
+        out: list[EvalResult | None] = []
         for entry in entries:
             result = _result_of(entry)
             key = result.eval_id if result is not None else entry

@@ -9,7 +9,7 @@ rebuilds one in any process. The attribute names follow the official client's ``
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from fi_evals._constants import DEFAULT_WAIT_TIMEOUT
 from fi_evals._exceptions import EvalFailedError, ItemError
@@ -199,7 +199,7 @@ class Submission(Sequence[EvalHandle]):
         return self._only().error_message
 
 
-Waitable = Union[Submission, EvalHandle, EvalResult, BatchRunResult, str]
+Waitable = Submission | EvalHandle | EvalResult | BatchRunResult | str
 """What ``Evaluator.wait_all`` accepts: one of these, or an iterable of them."""
 
 _ACCEPTED = ("a BatchRunResult (from evaluate(..., is_async=True)), a Submission or EvalHandle "

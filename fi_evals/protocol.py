@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from enum import Enum, StrEnum
-from typing import Any, Generic, Literal, TypeVar, Union
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -45,8 +45,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-InputValue = Union[str, list[str], list[list[str]]]
-"""An input value on the wire: a string, a list of strings, or (batch of list keys) a list of lists."""
+InputValue = str | list[str] | list[list[str]]
+"""An input value on the wire: a string, a list of strings, or (a batch of list keys) a list
+of lists."""
 
 
 class EvalStatus(StrEnum):
@@ -80,7 +81,7 @@ FinishedStatus = Literal["completed", "failed"]
 """The type of a finished status (tests check that it spells :data:`FINISHED_STATUSES`)."""
 
 
-class OutputType(str, Enum):
+class OutputType(str, Enum):  # noqa: UP042 - StrEnum would change str() of a member
     PASS_FAIL = "Pass/Fail"
     SCORE = "score"
     CHOICES = "choices"

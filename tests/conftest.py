@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _unit_mark import unit_test_servers
 
 from fi_evals import _constants as C
 from fi_evals._constants import ENV_HOME
@@ -25,6 +26,16 @@ from fi_evals.server.config import ServerConfig
 from fi_evals.server.runner import RunningServer, start_server
 
 _STOP_TIMEOUT = 10.0
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a ``unit`` test that needs a server before any fixture starts one: ``make unit``
+    stays fast and runs anywhere."""
+    servers = unit_test_servers(item)
+    if servers:
+        pytest.fail(f"{item.nodeid} is marked unit but uses {', '.join(servers)}: a unit test "
+                    "starts no server (drop the mark or the fixture)", pytrace=False)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KeyMapping", "evaluate_batch"]
 
-KeyMapping = Mapping[str, Union[str, Mapping[str, str]]]
+KeyMapping = Mapping[str, str | Mapping[str, str]]
 """``{template_key: field}`` for every eval, or ``{label: {template_key: field}}`` for one."""
 
 PathLike = Union[str, "os.PathLike[str]"]

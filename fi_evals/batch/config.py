@@ -58,7 +58,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
                          f"settings such as \"evals\")")
     if not isinstance(config, dict):
         found = type(config).__name__
-        raise ValueError(f"{name}: expected a {kind} mapping of settings (such as "  # noqa: TRY004
+        raise ValueError(f"{name}: expected a {kind} mapping of settings (such as "
                          f"\"evals\") at the top level, found a {_kind_of(found)}")
     bad_keys = [k for k in config if not isinstance(k, str)]
     if bad_keys:

@@ -173,7 +173,7 @@ class Coordinator:
             rows: list[Any] = []
             try:
                 rows.extend(islice(self._rows, self.s.chunk_size))
-            except Exception as exc:  # the caller's iterator broke: finish what was read
+            except Exception as exc:  # noqa: BLE001 - the caller's iterator broke: finish what was read
                 self.input_error = f"{type(exc).__name__}: {exc}"
                 self._exhausted = True
             if not rows:
@@ -357,7 +357,7 @@ class Coordinator:
         try:
             assert chunk.task_outputs is not None
             chunk.task_outputs[pos] = future.result()
-        except Exception as exc:  # the task is the caller's code: anything may come out
+        except Exception as exc:  # noqa: BLE001 - the task is the caller's code: anything may come out
             self._task_failed(chunk, pos, item_error(TaskError(f"{type(exc).__name__}: {exc}")))
         chunk.tasks_pending -= 1
         if chunk.tasks_pending == 0:
@@ -371,7 +371,7 @@ class Coordinator:
             if len(items) != len(request.positions):
                 raise APIError(f"the server answered {len(items)} evaluations for "
                                f"{len(request.positions)} items", status_code=200)
-        except Exception as exc:  # recorded on the items: nothing aborts the batch
+        except Exception as exc:  # noqa: BLE001 - recorded on the items: nothing aborts the batch
             error = item_error(exc)
             for pos in request.positions:
                 self._settle_error(chunk, pos, e, error)
@@ -398,7 +398,7 @@ class Coordinator:
         now = time.monotonic()
         try:
             round_: PollRound = future.result()
-        except Exception as exc:  # not retryable and concerns every id (e.g. bad keys)
+        except Exception as exc:  # noqa: BLE001 - not retryable and concerns every id (e.g. bad keys)
             error = item_error(exc)
             for eval_id in group:
                 self._finish_waiting(eval_id, None, error, now)

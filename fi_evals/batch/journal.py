@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from fi_evals._constants import JOURNAL_VERSION
 from fi_evals.batch.errors import JournalError, JournalMismatchError
@@ -81,8 +81,9 @@ class Journal:
         self._lock = threading.Lock()
         if self.path.exists():
             self._load()
-        self._append = open(self.path, "ab", buffering=0)
-        self._read = open(self.path, "rb")
+        # Both stay open for the journal's life; close() closes them.
+        self._append = open(self.path, "ab", buffering=0)  # noqa: SIM115
+        self._read = open(self.path, "rb")  # noqa: SIM115
         if self._append.tell() and not self._ends_with_newline():
             self._append.write(b"\n")  # a torn last line from a kill: keep it skippable
 
@@ -195,7 +196,7 @@ class Journal:
             self._append.close()
             self._read.close()
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

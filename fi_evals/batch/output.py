@@ -126,7 +126,7 @@ class ItemWriter:
         self.path = Path(path)
         self.labels = list(labels)
         self.count = 0
-        self._fh: IO[str] = open(self.path, "w", encoding="utf-8", newline="")
+        self._fh: IO[str] = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed by close()
 
     def write(self, item: BatchItem) -> None:
         raise NotImplementedError

@@ -58,7 +58,7 @@ def check_available(transport: Transport, specs: Sequence[tuple[EvalSpec, Templa
         listed = {t.name: t for t in transport.templates()}
     except (AuthenticationError, PermissionDeniedError, APIConnectionError):
         raise
-    except Exception as exc:  # a server without a readable list: no preflight, per-item errors
+    except Exception as exc:  # noqa: BLE001 - a server without a readable list: no preflight, per-item errors
         log.warning("could not read the template list of %s (%s): availability is not "
                     "checked before sending", transport.base_url, exc)
         return {}

@@ -1,4 +1,7 @@
-"""Argument types shared by the ``fi-evals`` subcommands (argparse turns their errors into exit 2)."""
+"""Argument types shared by the ``fi-evals`` subcommands.
+
+argparse turns their errors into exit 2.
+"""
 
 from __future__ import annotations
 

@@ -217,7 +217,7 @@ def _labels_reading(key: str, evals: list[Any]) -> list[str]:
 
     try:
         specs = resolve_specs(evals)
-    except Exception:  # unknown names are reported later, with their own message
+    except Exception:  # noqa: BLE001 - unknown names are reported later, with their own message
         return []
     return [spec.label or spec.name for spec, template in specs if key in template.key_names]
 
@@ -300,7 +300,7 @@ def _store_options(args: argparse.Namespace, config: dict[str, Any]) -> dict[str
     ``save: false`` in the config) says otherwise, and then ignores the run's name."""
     save = args.save if args.save is not None else config.get("save", True)
     if not isinstance(save, bool):
-        raise ValueError(f"save: expected true or false, not {save!r}")  # noqa: TRY004
+        raise ValueError(f"save: expected true or false, not {save!r}")
     if not save:
         return {"save": False, "run_name": None, "runs_dir": None}
     name = args.run_name if args.run_name is not None else config.get("run_name")

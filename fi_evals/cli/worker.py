@@ -109,8 +109,7 @@ def _build(args: argparse.Namespace) -> tuple[Any, Any]:
     """The configured Celery app with the chunk task registered, and its isolation pool."""
     from fi_evals.server.evaluators import Registry
     from fi_evals.server.isolation import IsolationLimits, IsolationPool, isolate
-    from fi_evals.server.redis_backend.celery_app import load_evaluators, make_celery
-    from fi_evals.server.redis_backend.celery_app import register_task
+    from fi_evals.server.redis_backend.celery_app import load_evaluators, make_celery, register_task
     from fi_evals.server.redis_backend.settings import BackendURL
 
     backend = BackendURL.parse(args.backend)

@@ -127,14 +127,14 @@ class Delivery:
         if callback is not None:
             try:
                 callback(score)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a caller's callback never stops delivery
                 self.counters.add("callback_errors")
                 self.report(LoggerError("callback", f"callback {callback!r} raised: {exc!r}",
                                         score.eval_name, score.metadata, exception=exc))
         if self.sink is not None:
             try:
                 self.sink(score)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a caller's sink never stops delivery
                 self.counters.add("sink_errors")
                 self.report(LoggerError("sink", f"sink {self.sink!r} raised: {exc!r}",
                                         score.eval_name, score.metadata, exception=exc))
@@ -144,7 +144,7 @@ class Delivery:
         if flush is not None:
             try:
                 flush()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a caller's sink never stops delivery
                 self.counters.add("sink_errors")
                 self.report(LoggerError("sink", f"flushing the sink failed: {exc!r}",
                                         exception=exc))

@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from fi_evals._cachedir import user_cache_dir
 from fi_evals._constants import (
@@ -328,7 +328,7 @@ class ScoreLogger:
         log.info("score logger closed: %s", self.stats())
         return flushed
 
-    def __enter__(self) -> ScoreLogger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -351,7 +351,7 @@ class ScoreLogger:
         values = self._counters.snapshot()
         try:
             in_spool = self._spool.count() if self._spool is not None else 0
-        except Exception:  # a locked or broken spool must not break stats()
+        except Exception:  # noqa: BLE001 - a locked or broken spool must not break stats()
             in_spool = -1
         return LoggerStats(queued=queued, in_queue=len(self._queue),
                            pending=len(self._link.pending), in_spool=in_spool,
@@ -371,7 +371,7 @@ class ScoreLogger:
                     break
                 try:
                     self._worker.spool_entries(entries)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - log() never raises: reported instead
                     self._delivery.report(LoggerError(
                         "internal", f"writing {len(entries)} scores to the spool failed: {exc!r}",
                         count=len(entries), exception=exc))

@@ -102,7 +102,7 @@ class ScorePoller:
         while not link.stopping.is_set():
             try:
                 self._turn()
-            except Exception as exc:  # the loop must survive its own bugs
+            except Exception as exc:  # noqa: BLE001 - the loop must survive its own bugs
                 link.internal("a delivery turn", exc)
                 link.stopping.wait(0.1)
             self.deliver_ready()

@@ -358,7 +358,7 @@ class _Txn:
         self.conn = conn
         return conn
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:

@@ -18,7 +18,7 @@ logger's ``rejected``. ``completed``: the evaluation ran (its verdict may be "Fa
 inputs, or the server refused the request (400/401/403/413/422)."""
 
 
-class OverflowPolicy(str, Enum):
+class OverflowPolicy(str, Enum):  # noqa: UP042 - StrEnum would change str() of a member
     """What ``log()`` does when the in-memory queue is full.
 
     - ``block``: wait up to ``block_timeout`` seconds for room, then drop the score (counted).

@@ -112,14 +112,14 @@ class Worker:
     def run(self) -> None:
         try:
             self._start()
-        except Exception as exc:  # a broken spool must not stop the network side
+        except Exception as exc:  # noqa: BLE001 - a broken spool must not stop the network side
             self.link.internal("starting", exc)
         finally:
             self.link.ready.set()
         while not self.link.stopping.is_set():
             try:
                 self._turn()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the loop must survive its own bugs
                 self.link.internal("a sender turn", exc)
                 self.link.stopping.wait(0.1)
         self.abandon_now()
@@ -360,7 +360,7 @@ class Worker:
             self.link.abandoned = True
             try:
                 self._abandon_locked()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - close() must finish: reported instead
                 self.link.internal("writing the rest to the spool at close", exc)
 
     def _abandon_locked(self) -> None:

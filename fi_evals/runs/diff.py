@@ -28,7 +28,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from fi_evals.runs.run import Run, _cut
 from fi_evals.runs.schema import ERRORED, FAILED, PASSED, ROWS_FILE, row_key
@@ -176,7 +176,7 @@ class Diff:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
-    def __enter__(self) -> Diff:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -356,9 +356,9 @@ class Run:
     def _live_counts(self) -> tuple[list[dict[str, int]], list[float | None], dict[str, int]]:
         """Per-eval verdict counts and means, and row counts, from the database (a run
         without final figures: still running, or incomplete)."""
-        counts = [{v: 0 for v in VERDICTS} for _ in self.labels]
+        counts = [dict.fromkeys(VERDICTS, 0) for _ in self.labels]
         sums = [[0.0, 0] for _ in self.labels]
-        rows = {s: 0 for s in ROW_STATUSES}
+        rows = dict.fromkeys(ROW_STATUSES, 0)
         try:
             with self._connect() as db:
                 db.execute("BEGIN")  # one snapshot: a running run's writer commits meanwhile

@@ -145,7 +145,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     """
     data = json.loads((folder / META_FILE).read_text("utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{folder / META_FILE}: not a JSON object")  # noqa: TRY004
+        raise ValueError(f"{folder / META_FILE}: not a JSON object")
     return data
 
 

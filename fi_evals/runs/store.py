@@ -8,12 +8,12 @@ Layout::
             meta.json                see fi_evals.runs.schema
             rows.sqlite
 
-A run's **id** is its folder's name: its start time (to the second) and its name. ``--name NAME`` (``run_name=``)
-is a label kept in ``meta.json`` and in the id; several runs may share a name (``main`` every
-night), and a name then means the newest of them. A run is referred to (``fi-evals view REF``,
-``fi-evals diff BASE NEW``, :meth:`RunStore.resolve`) by, in order: a path to a run folder, its
-id, ``latest`` / ``latest~N`` (N runs before the latest), its name (the newest run of that
-name), or a unique prefix of its id.
+A run's **id** is its folder's name: its start time (to the second) and its name. ``--name NAME``
+(``run_name=``) is a label kept in ``meta.json`` and in the id; several runs may share a name
+(``main`` every night), and a name then means the newest of them. A run is referred to (``fi-evals
+view REF``, ``fi-evals diff BASE NEW``, :meth:`RunStore.resolve`) by, in order: a path to a run
+folder, its id, ``latest`` / ``latest~N`` (N runs before the latest), its name (the newest run of
+that name), or a unique prefix of its id.
 """
 
 from __future__ import annotations

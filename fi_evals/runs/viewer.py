@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Self
 
 from fi_evals._constants import VIEW_MAX_PAGE_SIZE, VIEW_PAGE_SIZE
 from fi_evals._extras import require
@@ -224,7 +224,7 @@ class RunningViewer:
         self.app.state.diffs.close()
         self.app.state.pool.shutdown(wait=False)
 
-    def __enter__(self) -> RunningViewer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,1 +1,4 @@
-"""The reference evaluation server (``fi-evals serve``). Needs ``pip install 'fi-evals[server]'``."""
+"""The reference evaluation server (``fi-evals serve``).
+
+Needs ``pip install 'fi-evals[server]'``.
+"""

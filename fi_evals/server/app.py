@@ -80,7 +80,7 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
     @app.get(C.PATH_NEW_EVAL, summary="Read one evaluation",
              responses={200: {"model": SuccessEnvelope[EvalResultPayload]},
                         404: {"model": ErrorEnvelope}, **_ERRORS})
-    def get_eval(eval_id: list[str] = Query(default=[])) -> Response:
+    def get_eval(eval_id: list[str] = Query(default=[])) -> Response:  # noqa: B008 - FastAPI's idiom
         return _respond(service.get_one(eval_id))
 
     if not compat:

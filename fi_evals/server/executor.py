@@ -210,7 +210,7 @@ class ThreadWorkerPool(JobExecutor):
         while not self._stopping.is_set():
             try:
                 jobs = self.store.claim(size)
-            except Exception:  # noqa: BLE001 - a worker never dies; the rows stay pending
+            except Exception:  # a worker never dies; the rows stay pending
                 log.exception("claiming pending evaluations failed; retrying")
                 self._stopping.wait(_ERROR_BACKOFF)
                 continue
@@ -222,7 +222,7 @@ class ThreadWorkerPool(JobExecutor):
             started = time.monotonic()
             try:
                 self._process(jobs)
-            except Exception as exc:  # noqa: BLE001 - a bug must not silently kill the worker
+            except Exception as exc:  # a bug must not silently kill the worker
                 log.exception("processing %d claimed evaluations failed", len(jobs))
                 # Rows already stored keep their results (finish() only updates unfinished
                 # rows); the rest fail with the reason instead of staying 'processing'.
@@ -292,14 +292,14 @@ class ThreadWorkerPool(JobExecutor):
             return
         try:
             self.store.finish(finished)
-        except Exception:  # noqa: BLE001 - rows stay processing; recover() requeues them
+        except Exception:  # rows stay processing; recover() requeues them
             log.exception("storing %d results failed; they will run again after restart",
                           len(finished))
 
     def _release(self, eval_ids: list[str]) -> None:
         try:
             self.store.release(eval_ids)
-        except Exception:  # noqa: BLE001 - rows stay processing; recover() requeues them
+        except Exception:  # rows stay processing; recover() requeues them
             log.exception("releasing %d unstarted evaluations failed", len(eval_ids))
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from types import TracebackType
+from typing import Self
 
 from fi_evals.server.application import Application, ExecutorFactory, create_app
 from fi_evals.server.config import ServerConfig
@@ -122,7 +123,7 @@ class RunningServer:
                         drained, workers_done)
         return ok
 
-    def __enter__(self) -> RunningServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -177,7 +178,7 @@ def start_server(config: ServerConfig, *, evaluators: Iterable[BaseEvaluator] | 
     def serve() -> None:
         try:
             asyncio.run(uv_server.serve(sockets=[sock]))
-        except BaseException as exc:  # noqa: BLE001 - reported by start_server
+        except BaseException as exc:  # reported by start_server
             failure.append(exc)
             log.exception("the server thread failed")
 

@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -273,7 +273,7 @@ def _column(key: InputKey, values: Any, size: int) -> list[Any]:
     return column
 
 
-@lru_cache(maxsize=None)
+@cache
 def _params_validator(template_name: str) -> Draft202012Validator:
     return Draft202012Validator(dict(CATALOGUE[template_name].params))
 

@@ -255,7 +255,8 @@ def test_other_sources_describe_rows_by_index(tmp_path: Path) -> None:
     listed = iter_items([{"a": 1}, 7])
     bad = list(listed)[1]
     assert isinstance(bad, BadRow) and bad.index == 1 and bad.line is None
-    assert bad.reason == "item 1: a value of type int, not a mapping" and listed.describe(1) == "item 1"
+    assert bad.reason == "item 1: a value of type int, not a mapping"
+    assert listed.describe(1) == "item 1"
     assert "RowSource" in repr(listed)
 
 

@@ -302,7 +302,8 @@ def test_new_options_have_one_name_in_flag_config_and_sdk(tmp_path: Path,
     config.write_text(json.dumps({"evals": ["is_json"], "max_error_rate": 0.5, "show": 0,
                                   "limit": 2}))
     code, out, _ = _run(capsys, str(data), "--config", str(config))
-    assert code == 0 and "2 items x 1 evals" in out and "errored rows: 1 (--show N lists them)" in out
+    assert code == 0 and "2 items x 1 evals" in out
+    assert "errored rows: 1 (--show N lists them)" in out
     code, out, _ = _run(capsys, str(data), "--config", str(config), "--max-error-rate", "0",
                         "--limit", "3")
     assert code == 1 and "3 items x 1 evals" in out

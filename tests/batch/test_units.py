@@ -21,6 +21,9 @@ from fi_evals.batch.stats import LatencyReservoir, TemplateStats
 from fi_evals.catalogue import CATALOGUE
 from fi_evals.results import EvalResult
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 # --------------------------------------------------------------------------- specs
 
 
@@ -133,7 +136,7 @@ def test_reservoir_is_exact_then_bounded() -> None:
     for i in range(1, 101):
         r.add(i / 100)
     assert r.exact and r.quantile(0.5) == 0.5 and r.quantile(0.99) == 0.99
-    for i in range(10_000):
+    for _ in range(10_000):
         r.add(5.0)
     assert not r.exact and r.count == 10_100 and len(r._sample) == 100
     assert r.quantile(0.5) == 5.0

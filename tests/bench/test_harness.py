@@ -137,7 +137,8 @@ def test_ratios_are_medians_of_same_round_ratios() -> None:
     results = {"meta": {}, "scenarios": {"P1": {"title": "t", "contenders": {
         "fi-sync": fi, "official-sync": official}}}}
     analysis = report.analyze(results)
-    (speedup,) = [t for t in analysis["targets"] if t["what"].startswith("fi_evals sync / official")]
+    (speedup,) = [t for t in analysis["targets"]
+                  if t["what"].startswith("fi_evals sync / official")]
     assert speedup["achieved"] == pytest.approx(10.0) and speedup["holds"] is False
     assert analysis["scenarios"]["P1"]["contenders"]["fi-sync"]["rate"] == pytest.approx(1000.0)
 

@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from _logger_helpers import evaluated, free_port, read_jsonl, run_child, wait_until
 
-from conftest import evaluated, free_port, read_jsonl, run_child, wait_until
 from fi_evals import Evaluator
 from fi_evals.logger import LoggedScore, LoggerError, ScoreLogger
 from fi_evals.logger._spool import Spool
@@ -163,8 +163,8 @@ def test_a_forked_child_gets_its_own_worker_and_nothing_is_sent_twice(own_server
 
 
 def test_evaluator_score_logger_builds_one(own_server, tmp_path: Path):
-    with Evaluator(own_server.api_key, own_server.secret_key, own_server.url) as ev:
-        with ev.score_logger(spool=tmp_path / "s.sqlite3") as logger:
+    with (Evaluator(own_server.api_key, own_server.secret_key, own_server.url) as ev,
+          ev.score_logger(spool=tmp_path / "s.sqlite3") as logger):
             assert isinstance(logger, ScoreLogger)
             logger.log("is_json", {"text": "{}"})
             assert logger.flush(20) and logger.stats().completed == 1

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _helpers import parse_metrics
-from conftest import EVALUATIONS, evaluated, free_port, read_jsonl, run_child
+from _logger_helpers import EVALUATIONS, evaluated, free_port, read_jsonl, run_child
+
 from fi_evals import Evaluator
 from fi_evals.logger import ScoreLogger
 from fi_evals.logger._spool import Spool

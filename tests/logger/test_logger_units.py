@@ -23,6 +23,8 @@ from fi_evals.logger._queue import DROPPED, OVERFLOWED, QUEUED, Entry, ScoreQueu
 from fi_evals.logger._spool import Spool, SpoolRow
 from fi_evals.logger._types import Counters, LoggedScore, LoggerError
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
 
 def _put(q: ScoreQueue, i: int) -> tuple[int, Entry | None]:
     return q.put("is_json", {"text": str(i)}, {"i": i}, None, None, None)

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from fi_evals.catalogue import CATALOGUE
 
@@ -232,7 +232,7 @@ class FakeJudge:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> FakeJudge:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

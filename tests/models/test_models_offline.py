@@ -102,7 +102,9 @@ def _cases(grounding: list[dict[str, Any]] = GROUNDING, safety: list[dict[str, A
         sims = [r for r in SIMILARITY if r["template"] == "embedding_similarity"]
     if lists is None:
         lists = [r for r in SIMILARITY if r["template"] == "semantic_list_contains"]
-    ungrounded = lambda r: not r["grounded"]
+    def ungrounded(r: dict[str, Any]) -> bool:
+        return not r["grounded"]
+
     return [
         ("groundedness", grounding, "grounding", ungrounded),
         ("is_factually_consistent", grounding, "grounding", ungrounded),
@@ -175,7 +177,8 @@ def test_seed_and_test_sets_are_disjoint() -> None:
 
 def test_reasons_name_unsupported_sentences_and_the_local_model(api: Client) -> None:
     item = api.items("groundedness", {
-        "output": "Backups are kept for 30 days. Copies are also stored in a data centre on the Moon.",
+        "output": ("Backups are kept for 30 days. "
+                   "Copies are also stored in a data centre on the Moon."),
         "context": ["Data is backed up every 24 hours and backups are kept for 30 days."]})[0]
     assert item["output"] == "Failed"
     assert "'Copies are also stored in a data centre on the Moon.'" in item["reason"]

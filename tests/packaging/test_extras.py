@@ -61,6 +61,7 @@ DEV_EXTRAS = {
     "bench": "installed by `make bench` on top of .venv[test]: the benchmarks are its check",
     "test-core": "installed by `make test-pythons` (nox) on each other supported Python",
     "dist": "in .venv through test: the dist_artifacts fixture runs `make dist` with it",
+    "lint": "in .venv through test: `make test` runs `make lint` (ruff and mypy) with it",
 }
 """Extras that no fresh venv checks, and why."""
 

@@ -12,6 +12,9 @@ from types import ModuleType
 import pytest
 from _artifacts import REPO
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 nox_registry = pytest.importorskip("nox.registry",
                                    reason="nox comes with the test extra (make test-pythons)")
 

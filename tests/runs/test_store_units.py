@@ -15,6 +15,9 @@ from fi_evals.runs import Run, RunNotFoundError, RunStore
 from fi_evals.runs.schema import key_fields, read_meta, row_key, without_fields
 from fi_evals.runs.store import check_name
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 EVALS = [{"label": "ok", "template": "is_json", "output_type": "Pass/Fail",
           "pass_threshold": 0.5},
          {"label": "sim", "template": "fuzzy_match", "output_type": "score",

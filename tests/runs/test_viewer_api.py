@@ -92,7 +92,7 @@ def test_only_its_own_address(viewer: tuple[RunningViewer, list]) -> None:
 
 
 def test_diff_endpoints(viewer: tuple[RunningViewer, list]) -> None:
-    running, (base, new) = viewer
+    running, (base, _new) = viewer
     summary = get(running, "api/diff", base=0, new=1).json()
     assert summary["base"]["id"] == base.run.id and summary["matched"] == 60
     assert summary["regressed_rows"] >= 1

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _helpers import ServeProcess
+
 from fi_evals.server.config import ServerConfig, generate_key_pair
 from fi_evals.server.runner import start_server
 

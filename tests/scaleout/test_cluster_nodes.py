@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from _helpers import metric_sum
+
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
 from fi_evals.server.evaluators import BaseEvaluator, Outcome, Registry

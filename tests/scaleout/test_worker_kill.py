@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from _helpers import metric_sum
+
 from fi_evals import _constants as C
 
 from .cluster import RedisServer, WorkerProcess, delete_prefix

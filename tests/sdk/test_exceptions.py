@@ -30,6 +30,8 @@ from fi_evals._exceptions import (
     error_from_response,
 )
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
 
 def envelope(etype: str, code: str, message: str, **extra) -> str:
     return json.dumps({"status": False, "type": etype, "code": code, "message": message,
@@ -103,7 +105,8 @@ def test_wait_timeout_names_unfinished_ids():
 
 def test_item_error_values():
     throttled = ItemError.from_exception(error_from_response(429, envelope("r", "r", "x")))
-    assert throttled.retryable and throttled.status_code == 429 and throttled.type == "RateLimitError"
+    assert throttled.retryable and throttled.status_code == 429
+    assert throttled.type == "RateLimitError"
     bad = ItemError.from_exception(error_from_response(400, envelope("v", "i", "bad")))
     assert not bad.retryable and bad.status_code == 400
     assert ItemError.from_exception(APITimeoutError("slow")).retryable

@@ -21,6 +21,9 @@ from fi_evals._inputs import (
 )
 from fi_evals.protocol import TemplateInfo
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 IS_JSON = resolve_template("is_json")
 FUZZY = resolve_template("fuzzy_match")
 GROUNDED = resolve_template("groundedness")  # output, input (optional), context (list)
@@ -97,7 +100,7 @@ def test_list_of_dicts_and_dataframe_like():
     assert items == [{"text": "a"}, {"text": "b"}]
 
     class Frame:  # what split_items uses of a pandas DataFrame
-        columns = ["text"]
+        columns = ["text"]  # noqa: RUF012 - a stand-in for DataFrame.columns
 
         def to_dict(self, orient):
             assert orient == "records"

@@ -6,8 +6,8 @@ import socket
 import time
 
 import pytest
-
 from _helpers import metric_sum
+
 from fi_evals import (
     APIConnectionError,
     APITimeoutError,

@@ -11,8 +11,8 @@ import json
 import math
 
 import pytest
-
 from _helpers import metric_sum
+
 from fi_evals import (
     BatchRunResult,
     EvalHandle,

@@ -12,6 +12,9 @@ from fi_evals._retry import PollBackoff
 from fi_evals._transport import Answer
 from fi_evals.protocol import BulkStatusEntry, Capabilities, EvalResultPayload
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 BULK = Capabilities(protocol="fi-evals/1", max_batch_size=500, max_status_ids=2,
                     bulk_status=True, idempotency=True, native_output=True)
 DONE = {"eval_id": "x", "name": "is_json", "output_type": "Pass/Fail", "value": "Passed",

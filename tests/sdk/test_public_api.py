@@ -15,13 +15,15 @@ from fi_evals._extras import require
 
 PUBLIC = [
     "APIConnectionError", "APIError", "APITimeoutError", "AsyncEvaluator", "AsyncScoreLogger",
-    "AuthenticationError",
-    "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult", "ConflictError", "EvalFailedError", "EvalHandle",
+    "AuthenticationError", "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult",
+    "ConflictError", "EvalFailedError", "EvalHandle",
     "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "IdempotencyError", "InvalidInputError",
-    "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError", "NotFoundError", "OverloadedError", "OverflowPolicy",
+    "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError",
+    "NotFoundError", "OverloadedError", "OverflowPolicy",
     "PermissionDeniedError", "PollBackoff", "ProtocolError", "RateLimitError", "RedirectError",
     "RequestTooLargeError",
-    "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TemplateUnavailableError", "TransportStats",
+    "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TemplateUnavailableError",
+    "TransportStats",
     "UnknownTemplateError",
     "Verdict", "WaitTimeoutError", "__version__", "evaluate",
 ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fi_evals._exceptions import ItemError
 from fi_evals.protocol import EvalItem, EvalResultPayload
 from fi_evals.results import BatchRunResult, EvalResult, normalize_status
+
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
 
 
 def payload(status: str, result=None, error=None) -> EvalResultPayload:

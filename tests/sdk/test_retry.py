@@ -13,6 +13,8 @@ from fi_evals._constants import RETRY_STATUS_CODES
 from fi_evals._exceptions import APIConnectionError, APITimeoutError
 from fi_evals._retry import Backoff, ConnectionFailure, PollBackoff, RetryPolicy, parse_retry_after
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
 
 class MaxJitter:
     """An rng whose uniform() returns the upper bound: shows the ceilings."""

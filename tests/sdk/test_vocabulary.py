@@ -27,6 +27,9 @@ from fi_evals.protocol import (
 )
 from fi_evals.results import UNSCORED_STATUSES, ResultStatus
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
+
 PACKAGE = Path(fi_evals.__file__).parent
 STATUS_WORDS = {s.value for s in EvalStatus}
 

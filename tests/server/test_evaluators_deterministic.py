@@ -89,7 +89,7 @@ def test_keys_follow_the_hosted_templates() -> None:
 
 @pytest.mark.parametrize("template", DETERMINISTIC, ids=lambda t: t.name)
 def test_every_template_answers_with_its_output_type(template: Any) -> None:
-    inputs = {key: "The answer is 42" for key in template.required_keys}
+    inputs = dict.fromkeys(template.required_keys, "The answer is 42")
     outcome = EVALUATORS[template.name].evaluate(inputs, _required_params(template.name))
     if template.output_type == PASS_FAIL:
         assert outcome.output in (OUTPUT_PASSED, OUTPUT_FAILED)
@@ -470,7 +470,8 @@ def test_rouge_score_edges() -> None:
     assert outcome.reason == "rougeL F 0.667 (precision 1.000, recall 0.500)"
     assert score("rouge_score", reference="", hypothesis="") == 1.0
     assert score("rouge_score", reference="abc", hypothesis="") == 0.0
-    assert score("rouge_score", {"rouge_type": "rouge2"}, reference="word", hypothesis="word") == 1.0
+    rouge2 = {"rouge_type": "rouge2"}
+    assert score("rouge_score", rouge2, reference="word", hypothesis="word") == 1.0
     assert score("rouge_score", {"rouge_type": "rouge2"}, reference="one", hypothesis="two") == 0.0
     assert score("rouge_score", {"rouge_type": "rouge2"}, reference="a b", hypothesis="a") == 0.0
     assert score("rouge_score", reference="Ünïcödé wörds", hypothesis="ünïcödé WÖRDS") == 1.0
@@ -557,6 +558,6 @@ def test_numeric_similarity_properties(x: float, prefix: str, other: str) -> Non
 @_FAST
 @given(st.sampled_from([t.name for t in DETERMINISTIC if t.output_type == PASS_FAIL]), _TEXT)
 def test_pass_fail_templates_answer_any_text(name: str, text: str) -> None:
-    inputs = {key: text for key in CATALOGUE[name].required_keys}
+    inputs = dict.fromkeys(CATALOGUE[name].required_keys, text)
     outcome = EVALUATORS[name].evaluate(inputs, _required_params(name))
     assert outcome.output in (OUTPUT_PASSED, OUTPUT_FAILED) and outcome.reason

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 import requests
-
 from _helpers import metric_sum
+
 from fi_evals import _constants as C
 
 from .conftest import Api, assert_error

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from _helpers import metric_sum
+
 from fi_evals import _constants as C
 
 from .conftest import Api, assert_error

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import requests
-
 from _helpers import ServeProcess
+
 from fi_evals import _constants as C
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,8 @@ from fi_evals.server.ratelimit import TokenBucketLimiter
 from fi_evals.server.service import new_eval_ids, value_string
 from fi_evals.server.validation import canonical_eval_id, parse_json
 
+pytestmark = pytest.mark.unit  # no server, no model: `make unit` runs this file
+
 
 def test_fault_plan_parses_and_draws_in_proportion() -> None:
     plan = FaultPlan.parse("500:0.2, reset:0.1,slow:0", seed=1)

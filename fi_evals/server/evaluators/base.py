@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from fi_evals.catalogue import Template
 
-ItemInputs = Mapping[str, Union[str, list[str]]]
+ItemInputs = Mapping[str, str | list[str]]
 """One item's inputs: key -> string, or list of strings for list-kind keys."""
 
-Output = Union[str, float, list[str]]
+Output = str | float | list[str]
 
 Isolation = Literal["always", "large"]
 """Where the server runs an evaluator (``fi_evals.server.isolation``): ``"always"`` in an
@@ -83,7 +83,7 @@ class BaseEvaluator:
         for inputs in items:
             try:
                 results.append(self.evaluate(inputs, params, model))
-            except Exception as exc:  # recorded per item: one bad item never aborts the others
+            except Exception as exc:  # noqa: BLE001 - recorded per item: one bad item never aborts the others
                 results.append(exc)
         return results
 

@@ -314,9 +314,9 @@ _TRAILING_PUNCTUATION = ".,;:!?*'\"»”’>"
 def _trim_url(url: str) -> str:
     """Drop sentence punctuation after a URL; a ')' only when unbalanced (markdown links)."""
     while url:
-        if url[-1] in _TRAILING_PUNCTUATION:
-            url = url[:-1]
-        elif url[-1] in ")]}" and url.count(url[-1]) > url.count("([{"[")]}".index(url[-1])]):
+        last = url[-1]
+        unbalanced = last in ")]}" and url.count(last) > url.count("([{"[")]}".index(last)])
+        if last in _TRAILING_PUNCTUATION or unbalanced:
             url = url[:-1]
         else:
             break

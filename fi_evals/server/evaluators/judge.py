@@ -329,7 +329,8 @@ class JudgeClient:
                 response = self._post(chat, model, remaining)
             except _SlotTimeout:
                 raise self._unreachable(attempt - 1, started, "no free judge slot in time "
-                                        f"(--judge-concurrency {self.settings.concurrency})")
+                                        f"(--judge-concurrency {self.settings.concurrency})"
+                                        ) from None
             except (requests.Timeout, requests.ConnectionError) as exc:
                 failure = _no_answer(exc)
                 last = str(failure)

@@ -230,7 +230,8 @@ def _check() -> None:
     judged = {t.name for t in CATALOGUE.values() if t.family == "judge"}
     if judged != set(PROMPTS):
         raise RuntimeError(f"judge prompts and catalogue disagree: missing "
-                           f"{sorted(judged - set(PROMPTS))}, extra {sorted(set(PROMPTS) - judged)}")
+                           f"{sorted(judged - set(PROMPTS))}, "
+                           f"extra {sorted(set(PROMPTS) - judged)}")
 
 
 _check()

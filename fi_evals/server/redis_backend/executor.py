@@ -55,7 +55,7 @@ class CeleryExecutor(JobExecutor):
                                                         self.sim_latency_ms],
                                        queue=C.CELERY_QUEUE, producer=producer)
             self.store.dispatched(eval_ids)
-        except Exception:  # noqa: BLE001 - the answer is stored already; the sweep re-sends
+        except Exception:  # the answer is stored already; the sweep re-sends
             log.exception("sending %d evaluations to the workers failed; the outbox sweep "
                           "sends them again", len(eval_ids))
 
@@ -79,14 +79,14 @@ class CeleryExecutor(JobExecutor):
         finally:
             try:
                 lock.release()
-            except Exception:  # noqa: BLE001 - expired meanwhile: nothing to release
+            except Exception:  # noqa: BLE001, S110 - expired meanwhile: nothing to release
                 pass
 
     def _sweep_loop(self) -> None:
         while not self._stopping.wait(self.sweep_seconds):
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - Redis away for a moment: try next round
+            except Exception:  # Redis away for a moment: try next round
                 log.exception("outbox sweep failed")
 
     def start(self) -> None:
