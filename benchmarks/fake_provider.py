@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from fi_evals.catalogue import CATALOGUE
 
@@ -158,7 +158,7 @@ class FakeProvider:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> FakeProvider:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -97,8 +97,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
         WaitTimeoutError,
     )
     from fi_evals._retry import PollBackoff, RetryPolicy
-    from fi_evals.aio import AsyncEvaluator, AsyncScoreLogger
     from fi_evals._transport import TransportStats
+    from fi_evals.aio import AsyncEvaluator, AsyncScoreLogger
     from fi_evals.batch import BatchItem, BatchResult, EvalSpec
     from fi_evals.client import Evaluator
     from fi_evals.handles import EvalHandle, Submission

@@ -278,10 +278,11 @@ class Evaluator:
             return self.send_chunk(spec, chunk.items, model=model_name, is_async=is_async,
                                    params=params, extra=extra, deadline=deadline)
 
-        with _otel.span("fi_evals.evaluate", **{
-                "fi_evals.templates": [spec.name for spec, _, _ in plans],
-                "fi_evals.items": total, "fi_evals.is_async": is_async,
-                "fi_evals.model": model_name}) as current:
+        span_attributes: dict[str, Any] = {
+            "fi_evals.templates": [spec.name for spec, _, _ in plans],
+            "fi_evals.items": total, "fi_evals.is_async": is_async,
+            "fi_evals.model": model_name}
+        with _otel.span("fi_evals.evaluate", **span_attributes) as current:
             self._run_jobs(jobs, run, results, deadline)
             if current is not None:
                 errors = sum(1 for r in results if r is None or r.status == "error")

@@ -168,7 +168,7 @@ def load_dataset(path: str | Path, *, id_key: str = "id") -> tuple[list[dict[str
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{number}: not JSON ({exc.msg})") from None
             if not isinstance(row, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object, got "  # noqa: TRY004
+                raise ValueError(f"{path}:{number}: expected a JSON object, got "
                                  f"{type(row).__name__}")
             ident = str(row[id_key]) if row.get(id_key) is not None else f"line{number}"
             if ident in seen:

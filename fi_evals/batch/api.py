@@ -252,9 +252,10 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             sinks = [coordinator.writer] if coordinator.writer is not None else []
             coordinator.writer = TeeWriter([*sinks, sink])
             coordinator.items = None
-        with _otel.span("fi_evals.evaluate_batch", **{
-                "fi_evals.evals": [s.label or s.name for s, _ in specs],
-                "fi_evals.chunk_size": size, "fi_evals.is_async": is_async}) as current:
+        span_attributes: dict[str, Any] = {
+            "fi_evals.evals": [s.label or s.name for s, _ in specs],
+            "fi_evals.chunk_size": size, "fi_evals.is_async": is_async}
+        with _otel.span("fi_evals.evaluate_batch", **span_attributes) as current:
             coordinator.run(rows)
             _otel.set_attributes(current, **{
                 "fi_evals.items": coordinator.stats.items,

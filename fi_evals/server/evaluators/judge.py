@@ -558,7 +558,7 @@ class JudgeEvaluator(BaseEvaluator):
             return None
         try:
             judged = self.client.cache.get(key)
-        except Exception as exc:  # a cache that fails costs a judge call, never the item
+        except Exception as exc:  # noqa: BLE001 - a failing cache costs a call, never the item
             log.warning("judge cache unreadable (%s: %s): asking the judge",
                         type(exc).__name__, exc)
             return None
@@ -572,7 +572,7 @@ class JudgeEvaluator(BaseEvaluator):
             return
         try:
             self.client.cache.put(key, judged)
-        except Exception as exc:  # the outcome stands; only the next identical call pays
+        except Exception as exc:  # noqa: BLE001 - the outcome stands; the next call pays
             log.warning("judge cache not written (%s: %s)", type(exc).__name__, exc)
 
     def _outcome(self, judged: Mapping[str, Any], *, cached: bool) -> Outcome:

@@ -6,7 +6,8 @@ sending a judge call, so that the calls leave at the provider's pace instead of 
 its limits:
 
 - the limits come from ``--judge-rpm`` / ``--judge-tpm`` (``FI_JUDGE_RPM``, ``FI_JUDGE_TPM``:
-  paced evenly, a burst of one second's worth) or, when not given, from the provider's answers: OpenAI's ``x-ratelimit-limit-requests``,
+  paced evenly, a burst of one second's worth) or, when not given, from the provider's
+  answers: OpenAI's ``x-ratelimit-limit-requests``,
   ``x-ratelimit-remaining-requests``, ``x-ratelimit-reset-requests`` (and ``-tokens``), or
   Anthropic's ``anthropic-ratelimit-requests-limit/-remaining/-reset`` (and ``-tokens``);
   every answer's ``remaining`` brings the bucket down to what the provider says is left;
@@ -251,7 +252,9 @@ _REDIS_SCRIPT = """
 local h = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function num(f) local v = redis.call('HGET', h, f); if v then return tonumber(v) end; return nil end
+local function num(f)
+  local v = redis.call('HGET', h, f); if v then return tonumber(v) end; return nil
+end
 local function refill(kind)
   local cap = num(kind .. '_cap')
   if not cap then return end
@@ -379,8 +382,9 @@ class RedisRateBudget:
 
     def to_dict(self) -> dict[str, Any]:
         state = self.redis.hgetall(self.key)
+        fields = {(k.decode() if isinstance(k, bytes) else k): v for k, v in state.items()}
         return {"key": self.key, "throttled": self.throttled,
-                **{k: v for k, v in state.items() if k.endswith(("_cap", "_level"))}}
+                **{k: v for k, v in fields.items() if k.endswith(("_cap", "_level"))}}
 
     def __repr__(self) -> str:
         return f"<RedisRateBudget {self.key}>"
