@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from fi_evals import _otel
 from fi_evals.client import Evaluator
+from fi_evals.protocol import EvalStatus
 
 if TYPE_CHECKING:
     from fi_evals._context import ClientContext
@@ -274,7 +275,7 @@ class AsyncScoreLogger:
             raise RuntimeError(f"the score for {eval_name!r} was dropped (queue full or the "
                                f"logger closed)")
         scored = await answer
-        if scored.status == "completed":
+        if scored.status == EvalStatus.COMPLETED:
             _otel.record_score(span, scored.eval_name, scored.output)
         return scored
 

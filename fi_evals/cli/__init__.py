@@ -89,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command is None:
         return EXIT_USAGE
     args = build_parser(command).parse_args(argv)
+    args.argv = argv  # the command line as given, for what a command records or prints
     return int(args.func(args) or 0)
 
 

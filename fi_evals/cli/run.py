@@ -333,7 +333,8 @@ def run_batch(args: argparse.Namespace) -> int:
     state = args.state or (f"{options['journal']}.server" if options["journal"] else None)
     from fi_evals.runs.store import RECORDED_COMMAND
 
-    recorded = RECORDED_COMMAND.set(shlex.join(["fi-evals", *sys.argv[1:]]))
+    command_line = shlex.join(["fi-evals", *getattr(args, "argv", sys.argv[1:])])
+    recorded = RECORDED_COMMAND.set(command_line)
     try:
         with connect(state, models=model_settings(args, config),
                      given=given_model_options(args, config)) as server, \
@@ -352,7 +353,7 @@ def run_batch(args: argparse.Namespace) -> int:
         RECORDED_COMMAND.reset(recorded)
     print(render_summary(result, cli=True), flush=True)
     if result.stopped in ("interrupted", "deadline"):
-        print(_resume_hint(options["journal"]), file=sys.stderr)
+        print(_resume_hint(options["journal"], command_line), file=sys.stderr)
     if args.stats_json:
         payload = {**result.stats.to_dict(), "stopped": result.stopped,
                    "passed": result.passed, "problems": result.problems,
@@ -372,9 +373,8 @@ def _mapping_message(exc: Any, data: str) -> str:
             f"--map {exc.label}.{exc.key}={target} for this eval only.")
 
 
-def _resume_hint(journal: str | None) -> str:
+def _resume_hint(journal: str | None, command: str) -> str:
     if journal:
-        command = shlex.join(["fi-evals", *sys.argv[1:]])
         return (f"fi-evals: the run stopped early; its journal {journal} keeps what was done. "
                 f"Resume with:\n  {command}")
     return ("fi-evals: the run stopped early and kept no journal, so it cannot resume; next "

@@ -26,10 +26,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fi_evals import _constants as C
+from fi_evals._retry import parse_retry_after
 
 __all__ = ["NoBudget", "RateBudget", "RedisRateBudget", "TokenBucket", "estimate_tokens",
            "judge_budget_for", "parse_duration"]
@@ -59,10 +59,7 @@ def parse_duration(text: str | None) -> float | None:
             when = when.replace(tzinfo=UTC)
         return max(0.0, when.timestamp() - time.time())
     except ValueError:
-        try:
-            return max(0.0, parsedate_to_datetime(text).timestamp() - time.time())
-        except (TypeError, ValueError):
-            return None
+        return parse_retry_after(text)  # an HTTP date, read by the one Retry-After parser
 
 
 def estimate_tokens(chat: list[dict[str, str]],
