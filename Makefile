@@ -15,7 +15,7 @@ help:
 	@echo "make unit   the tests that need no server and no model (seconds, not minutes)"
 	@echo "make lint   ruff and mypy with the project's settings (pyproject.toml); zero findings"
 	@echo "make fuzz   fuzz the server from its OpenAPI for longer than make test does"
-	@echo "make test-pythons  make test, then the suite without models on the other supported Pythons"
+	@echo "make test-pythons  make test and, beside it, the suite without models on the other supported Pythons"
 	@echo "make dist   build the sdist and wheel into dist/ and check them (twine check)"
 	@echo "make bench  run the benchmarks (writes benchmarks/results/)"
 	@echo "make clean  remove the virtualenv and build leftovers"
@@ -39,8 +39,11 @@ services:
 	@test -x /usr/bin/chromium || \
 		(export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
+# The slowest tests are listed at the end, to keep an eye on the suite's time.
+TEST_ARGS ?= --durations=15
+
 test: $(STAMP) services lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(TEST_ARGS)
 
 # The fast loop: the test files marked `pytestmark = pytest.mark.unit` (no server, no model;
 # tests/conftest.py fails a unit test that asks for one).
@@ -53,10 +56,19 @@ lint: $(STAMP)
 	$(PY) -m ruff check fi_evals tests benchmarks cookbooks noxfile.py
 	$(PY) -m mypy
 
-# make test, then the suite that needs no model on each other supported Python found here
-# (noxfile.py; .nox/ holds its virtualenvs, made anew on every run).
-test-pythons: test
-	$(PY) -m nox
+# make test and, at the same time, the suite that needs no model on each other supported Python
+# found here (noxfile.py; .nox/ holds its virtualenvs, made anew on every run). The suite mostly
+# waits on its servers (one pytest uses about a third of a core), so the three runs side by side
+# take little more than make test alone. nox's output is kept in a file and shown after make
+# test's; the target fails if either failed.
+test-pythons: $(STAMP) services lint
+	@log=$$(mktemp); $(PY) -m nox > $$log 2>&1 & nox=$$!; \
+	$(PY) -m pytest $(TEST_ARGS); tests=$$?; \
+	wait $$nox; pythons=$$?; \
+	echo "---- make test-pythons: the other supported Pythons (noxfile.py) ----"; \
+	cat $$log; rm -f $$log; \
+	echo "make test: exit $$tests; other Pythons (nox): exit $$pythons"; \
+	test $$tests -eq 0 -a $$pythons -eq 0
 
 # The release artifacts: sdist, then the wheel built from it, into dist/ (`python -m build`
 # builds both in isolated environments), then `twine check`. The dist extra holds the tools;
