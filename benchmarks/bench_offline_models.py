@@ -1,7 +1,8 @@
 """Offline model benchmark: short items/s of the local-model templates on this machine.
 
 A reference server runs in this process (loopback, port 0, SQLite in a temp dir, no judge), so
-the offline evaluators use the bundled all-MiniLM-L6-v2 on onnxruntime. The client sends sync
+the offline evaluators use the bundled all-MiniLM-L6-v2 on onnxruntime (groundedness: the
+opt-in heuristic, asked for as ``--local-grounding-heuristic`` would). The client sends sync
 requests of ``--batch`` items (one request = one ``evaluate_many`` call: the model embeds the
 request's texts together) and counts items/s over ``--items`` items per scenario, after one
 warm-up request that loads the model (its time is reported as the load time).
@@ -182,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     seen: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="fi-evals-bench-") as tmp:
+        # groundedness runs offline only as the opt-in heuristic (--local-grounding-heuristic)
         server = start_server(ServerConfig(port=0, db_path=str(Path(tmp) / "bench.db"),
-                                           access_log=False))
+                                           access_log=False, local_grounding_heuristic=True))
         try:
             session = requests.Session()
             session.headers.update(server.headers)

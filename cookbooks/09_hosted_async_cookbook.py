@@ -10,7 +10,8 @@ With FI_BASE_URL set (with FI_API_KEY, FI_SECRET_KEY) it runs there, the hosted 
 Otherwise it starts a local reference server and exports its address and keys for the code
 below. Its judge comes from FI_JUDGE_BASE_URL, FI_JUDGE_MODEL (and FI_JUDGE_API_KEY), any
 OpenAI-compatible endpoint: it serves the cookbook's `turing_small` as its configured model.
-Without a judge, groundedness is computed by the bundled offline model (the `models` extra).
+Without a judge, groundedness is not available: the offline models have no trustworthy
+groundedness (see docs/models.md).
 """
 
 import atexit

@@ -255,6 +255,10 @@ EMBEDDING_PRECISIONS = ("int8", "fp32")
 EMBEDDING_PRECISION = "int8"
 """int8 is about 1.4x faster on 2 cores; similarities move by 0.007 on average (see
 ``fi_evals/server/evaluators/offline/_model.py``)."""
+ENV_LOCAL_GROUNDING_HEURISTIC = "FI_LOCAL_GROUNDING_HEURISTIC"
+"""``1`` / ``true``: without a judge, serve groundedness, context_adherence and
+is_factually_consistent with the opt-in word-overlap heuristic (``--local-grounding-heuristic``);
+its held-out accuracy is reported wherever it is offered. Unset: those templates need a judge."""
 ENV_MODEL_CACHE = "FI_EVALS_MODEL_CACHE"
 """Folder of built ONNX graphs (default ``$XDG_CACHE_HOME/fi-evals/models`` or ``~/.cache/...``)."""
 MODEL_CACHE_SUBDIR = "fi-evals/models"

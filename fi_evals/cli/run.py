@@ -71,7 +71,8 @@ or {"eval", "params", "label", "map", "pass_threshold"} objects), "map", "thresh
 "max_error_rate", "show", "limit", "run_name", "runs_dir", "save", "junit", "summary_md",
 and the judge options ("judge_url", "judge_model",
 "judge_api_key", "judge_concurrency", "judge_timeout", "embedding_model",
-"embedding_precision"); keys starting with "_" are comments. Flags add to it and win.
+"embedding_precision", "local_grounding_heuristic"); keys starting with "_" are comments.
+Flags add to it and win.
 """
 
 

@@ -92,6 +92,8 @@ def _model_config(args: argparse.Namespace) -> Any:
                         judge_api_key=os.environ.get(C.ENV_JUDGE_API_KEY) or None,
                         embedding_model=os.environ.get(C.ENV_EMBEDDING_MODEL) or None,
                         embedding_precision=os.environ.get(C.ENV_EMBEDDING_PRECISION) or None,
+                        local_grounding_heuristic=model_settings(
+                            argparse.Namespace())["local_grounding_heuristic"],
                         backend=args.backend, **_judge_cache_settings(),
                         **isolation_settings(args))
 

@@ -105,6 +105,11 @@ class ServerConfig:
         embedding_precision: ``int8`` (about 1.4x faster; similarities within ~0.01 of fp32)
             or ``fp32`` (the published weights unchanged); None: ``$FI_EMBEDDING_PRECISION``,
             else int8.
+        local_grounding_heuristic: without a judge, serve groundedness, context_adherence
+            and is_factually_consistent with the offline word-overlap heuristic (the models
+            extra), which the user must ask for: it is no judge, and its held-out accuracy
+            (``offline/_accuracy.py``) is reported wherever it is offered. False: those
+            templates need a judge.
         isolation_workers: child processes running the evaluators without a natural cost
             bound (``fi_evals.server.isolation``: regex, json_schema, large similarity items).
         isolation_item_seconds: wall-clock seconds one isolated item may take (the item then
@@ -160,6 +165,7 @@ class ServerConfig:
     judge_tpm: float | None = None
     embedding_model: str | None = None
     embedding_precision: str | None = None
+    local_grounding_heuristic: bool = False
     isolation_workers: int = C.ISOLATION_WORKERS
     isolation_item_seconds: float = C.ISOLATION_ITEM_SECONDS
     isolation_memory_mb: int = C.ISOLATION_MEMORY_MB

@@ -45,7 +45,8 @@ def qa(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _embedded(monkeypatch: pytest.MonkeyPatch) -> None:
     """No FI_BASE_URL and no judge from the environment: the embedded server, bare."""
-    for name in (C.ENV_BASE_URL, C.ENV_JUDGE_BASE_URL, C.ENV_JUDGE_MODEL, C.ENV_JUDGE_API_KEY):
+    for name in (C.ENV_BASE_URL, C.ENV_JUDGE_BASE_URL, C.ENV_JUDGE_MODEL, C.ENV_JUDGE_API_KEY,
+                 C.ENV_LOCAL_GROUNDING_HEURISTIC):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -271,15 +272,47 @@ def test_a_stopped_run_says_how_to_resume(server_factory: Callable[..., Any],
 def test_local_approximations_say_what_they_are(qa: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnxruntime")
-    code, out, err = _run(capsys, str(qa), "--eval", "groundedness", "--map", "output=answer",
-                          "--map", "context=question")
+    from fi_evals.server.evaluators.offline._accuracy import ACCURACY
+
+    code, out, err = _run(capsys, str(qa), "--eval", "toxicity", "--map", "output=answer")
     assert code == 0, err
-    assert "groundedness~" in out
-    assert "~ groundedness: local approximation (all-MiniLM-L6-v2), not an LLM judge" in out
-    assert "[local approximation]" in out  # the reasons of the failing rows
+    assert "toxicity~" in out
+    # the held-out accuracy next to the tuned figure, wherever the stand-in is offered
+    assert ("~ toxicity: local approximation (logistic regression over all-MiniLM-L6-v2 "
+            f"embeddings), not an LLM judge; {ACCURACY['toxicity'].describe()}") in out
     assert main(["templates"]) == 0
     listing = capsys.readouterr().out
-    line = next(x for x in listing.splitlines() if x.startswith("groundedness "))
+    line = next(x for x in listing.splitlines() if x.startswith("toxicity "))
+    assert " local [" in line
+    assert ACCURACY["toxicity"].describe() in listing
+
+
+@pytest.mark.slow
+def test_groundedness_without_a_judge_is_offered_only_as_the_named_heuristic(
+        qa: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    from fi_evals.server.evaluators.offline._accuracy import ACCURACY
+
+    heldout = ACCURACY["groundedness"].describe()
+    argv = [str(qa), "--eval", "groundedness", "--map", "output=answer", "--map",
+            "context=question"]
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and "cannot run on this server: needs an LLM judge" in err
+    assert "--local-grounding-heuristic" in err and heldout in err
+    assert main(["templates"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("groundedness "))
+    assert " no [" in line
+    code, out, err = _run(capsys, *argv, "--local-grounding-heuristic")
+    assert code == 0, err
+    assert "groundedness~" in out
+    assert ("~ groundedness: opt-in local heuristic (all-MiniLM-L6-v2 similarity + word "
+            f"overlap), not an LLM judge and no better than a guess on hard cases; {heldout}"
+            ) in out
+    assert "[local heuristic, held-out accuracy 0.58]" in out  # the failing rows' reasons
+    assert main(["templates", "--local-grounding-heuristic"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("groundedness "))
     assert " local [" in line
 
 
@@ -354,3 +387,22 @@ def test_no_server_and_wrong_keys_say_what_to_check(qa: Path, live_server: Any,
     monkeypatch.setenv(C.ENV_BASE_URL, live_server.url)
     code, _, err = _run(capsys, str(qa), "--eval", "is_json", "--map", "text=answer")
     assert code == 2 and "check FI_API_KEY and FI_SECRET_KEY" in err
+
+
+def test_the_grounding_heuristic_is_asked_for_by_flag_config_or_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from fi_evals.cli._args import model_settings
+
+    none = argparse.Namespace()
+    assert model_settings(none)["local_grounding_heuristic"] is False  # off unless asked for
+    flag = argparse.Namespace(local_grounding_heuristic=True)
+    assert model_settings(flag)["local_grounding_heuristic"] is True
+    assert model_settings(none, {"local_grounding_heuristic": True})["local_grounding_heuristic"]
+    for text, value in (("1", True), ("Yes", True), ("off", False), ("0", False)):
+        monkeypatch.setenv(C.ENV_LOCAL_GROUNDING_HEURISTIC, text)
+        assert model_settings(none)["local_grounding_heuristic"] is value
+    monkeypatch.setenv(C.ENV_LOCAL_GROUNDING_HEURISTIC, "maybe")
+    with pytest.raises(ValueError, match="FI_LOCAL_GROUNDING_HEURISTIC must be 1/true"):
+        model_settings(none)

@@ -86,7 +86,7 @@ FI_EVALS = re.compile(r"(?:^|[|;&(]\s*|^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)+)fi-ev
 FILE_HEADER = re.compile(r"^#\s*([\w.-]+\.ya?ml)\b")
 LONG_RUNNING = re.compile(r"\bfi-evals\s+(serve|worker|view)\b")
 EMBEDDED_ONLY = re.compile(
-    r"\bfi-evals\s+(run|templates|result)\b.*\s--(judge-|embedding-|state\b)")
+    r"\bfi-evals\s+(run|templates|result)\b.*\s--(judge-|embedding-|state\b|local-grounding-)")
 
 READY = {
     "serve": re.compile(r"fi-evals serving on (http://\S+)"),

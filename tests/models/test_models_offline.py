@@ -4,9 +4,10 @@ and the 400 without the ``models`` extra."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,16 @@ pytest.importorskip("onnxruntime", reason="the models extra is not installed")
 pytest.importorskip("tokenizers", reason="the models extra is not installed")
 
 import numpy as np  # after the skips: numpy comes with the models extra
-from model_helpers import QUALITY, Client, load
+from model_helpers import DATA, QUALITY, Client, load
 
 from fi_evals import _constants as C
 from fi_evals.catalogue import CATALOGUE
+from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators import offline
-from fi_evals.server.evaluators.offline import _model
+from fi_evals.server.evaluators.offline import GROUNDING_TEMPLATES, _model
+from fi_evals.server.evaluators.offline._accuracy import ACCURACY
 from fi_evals.server.evaluators.offline.safety import load_seed
+from fi_evals.server.runner import start_server
 
 GROUNDING = load("grounding.jsonl")
 SAFETY = load("safety.jsonl")
@@ -34,6 +38,12 @@ SIMILARITY = load("similarity.jsonl")
 # same-topic distractors) that embeddings and word overlap cannot tell apart.
 HELDOUT = {name: load(f"heldout/{name}.jsonl")
            for name in ("grounding", "safety", "similarity", "list_contains")}
+# The held-out groundedness set of issue 18: 186 hand-written items (93 grounded), every hard
+# case under both labels where it makes sense (field "kind"), committed before any measurement
+# or tuning and pinned here, so that it cannot be edited to fit an evaluator.
+HARD_GROUNDING_FILE = "heldout/groundedness_hard.jsonl"
+HARD_GROUNDING_SHA256 = "42309f2fbdc19bb0ae2cb5bedf90671a1f497129be5fb254af0e5c9d2dce12e0"
+HARD_GROUNDING = load(HARD_GROUNDING_FILE)
 
 # Floors (accuracy, precision, recall) under which the suite fails; "positive" is the class the
 # evaluator detects (see _positive). Measured values are printed in the terminal summary.
@@ -60,6 +70,10 @@ HELDOUT_FLOORS = {
     "embedding_similarity": (0.50, 0.50, 0.85),
     "semantic_list_contains": (0.60, 0.65, 0.40),
 }
+# Floors on the hard held-out set: regression guards under what the opt-in heuristic measured
+# when the set was added (see ACCURACY). Far under the 0.85 a trustworthy evaluator would need:
+# that is why the heuristic is offered only on request.
+HARD_FLOORS = dict.fromkeys(GROUNDING_TEMPLATES, (0.55, 0.55, 0.30))
 
 
 def _positive(name: str, output: Any) -> bool:
@@ -92,6 +106,15 @@ def api(live_server: Any) -> Client:
     return Client(live_server)
 
 
+@pytest.fixture(scope="module")
+def heuristic_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """A server that was asked for the grounding heuristic (--local-grounding-heuristic)."""
+    db = tmp_path_factory.mktemp("heuristic") / "evals.db"
+    server = start_server(ServerConfig(port=0, db_path=str(db), local_grounding_heuristic=True))
+    yield Client(server)
+    server.stop(10.0)
+
+
 Case = tuple[str, list[dict[str, Any]], str, Callable[[dict[str, Any]], bool]]
 
 
@@ -121,6 +144,10 @@ def _heldout_cases() -> list[Case]:
                   HELDOUT["list_contains"])
 
 
+def _hard_cases() -> list[Case]:
+    return [c for c in _cases(HARD_GROUNDING) if c[0] in GROUNDING_TEMPLATES]
+
+
 def _inputs(name: str, rows: list[dict[str, Any]], shape: str) -> dict[str, Any]:
     if shape == "grounding":
         return {k: [r[k] for r in rows] for k in CATALOGUE[name].required_keys}
@@ -130,26 +157,62 @@ def _inputs(name: str, rows: list[dict[str, Any]], shape: str) -> dict[str, Any]
 
 
 @pytest.mark.parametrize("name, rows, shape, truth", _cases(), ids=[c[0] for c in _cases()])
-def test_quality_on_the_labelled_set(api: Client, name: str, rows: list[dict[str, Any]],
-                                     shape: str, truth: Callable[[dict[str, Any]], bool]) -> None:
-    _check_quality(api, name, rows, shape, truth, FLOORS[name])
+def test_quality_on_the_labelled_set(api: Client, heuristic_api: Client, name: str,
+                                     rows: list[dict[str, Any]], shape: str,
+                                     truth: Callable[[dict[str, Any]], bool]) -> None:
+    accuracy = _check_quality(heuristic_api if name in GROUNDING_TEMPLATES else api, name, rows,
+                              shape, truth, FLOORS[name])
+    if name in ACCURACY:  # the figure reported wherever the template is offered
+        assert round(accuracy, 3) == ACCURACY[name].tuned, (name, accuracy)
+        assert len(rows) == ACCURACY[name].tuned_items
 
 
 @pytest.mark.parametrize("name, rows, shape, truth", _heldout_cases(),
                          ids=[c[0] for c in _heldout_cases()])
-def test_quality_on_the_heldout_set(api: Client, name: str, rows: list[dict[str, Any]],
-                                    shape: str, truth: Callable[[dict[str, Any]], bool]) -> None:
-    _check_quality(api, name, rows, shape, truth, HELDOUT_FLOORS[name], "held-out ")
+def test_quality_on_the_heldout_set(api: Client, heuristic_api: Client, name: str,
+                                    rows: list[dict[str, Any]], shape: str,
+                                    truth: Callable[[dict[str, Any]], bool]) -> None:
+    accuracy = _check_quality(heuristic_api if name in GROUNDING_TEMPLATES else api, name, rows,
+                              shape, truth, HELDOUT_FLOORS[name], "held-out ")
+    if name in ACCURACY and name not in GROUNDING_TEMPLATES:  # those report the hard set
+        assert round(accuracy, 3) == ACCURACY[name].heldout, (name, accuracy)
+        assert len(rows) == ACCURACY[name].heldout_items
+
+
+@pytest.mark.parametrize("name, rows, shape, truth", _hard_cases(),
+                         ids=[c[0] for c in _hard_cases()])
+def test_quality_on_the_hard_heldout_set(heuristic_api: Client, name: str,
+                                         rows: list[dict[str, Any]], shape: str,
+                                         truth: Callable[[dict[str, Any]], bool]) -> None:
+    accuracy = _check_quality(heuristic_api, name, rows, shape, truth, HARD_FLOORS[name],
+                              "held-out (hard) ")
+    assert round(accuracy, 3) == ACCURACY[name].heldout, (name, accuracy)
+    assert len(rows) == ACCURACY[name].heldout_items
+
+
+def test_the_hard_heldout_set_is_pinned_balanced_and_covers_every_kind() -> None:
+    digest = hashlib.sha256((DATA / HARD_GROUNDING_FILE).read_bytes()).hexdigest()
+    assert digest == HARD_GROUNDING_SHA256, "the held-out set changed: it must not be tuned to"
+    grounded = sum(r["grounded"] for r in HARD_GROUNDING)
+    assert len(HARD_GROUNDING) >= 150 and grounded * 2 == len(HARD_GROUNDING)
+    kinds = {(r["kind"], r["grounded"]) for r in HARD_GROUNDING}
+    for kind in ("paraphrase", "restatement", "entity_swap", "changed_number", "negation",
+                 "unsupported_detail", "outside_knowledge", "multi_passage", "partial",
+                 "refusal"):
+        assert (kind, True) in kinds and (kind, False) in kinds, kind
+    tuned = {r["output"] for r in GROUNDING + load("calibration/grounding_dev.jsonl")}
+    assert not tuned & {r["output"] for r in HARD_GROUNDING}
 
 
 def _check_quality(api: Client, name: str, rows: list[dict[str, Any]], shape: str,
                    truth: Callable[[dict[str, Any]], bool], floor: tuple[float, float, float],
-                   label: str = "") -> None:
+                   label: str = "") -> float:
     items = api.items(name, _inputs(name, rows, shape))  # one batch request: the model batches it
     assert len(items) == len(rows) and all(i["eval_status"] == "completed" for i in items)
     predicted = [_positive(name, i["output"]) for i in items]
     accuracy, precision, recall = _score(name, predicted, [truth(r) for r in rows], floor, label)
     assert accuracy >= floor[0] and precision >= floor[1] and recall >= floor[2], QUALITY[-1]
+    return accuracy
 
 
 def test_the_labelled_sets_are_large_enough() -> None:
@@ -175,7 +238,8 @@ def test_seed_and_test_sets_are_disjoint() -> None:
     assert not near, f"test texts nearly identical to seed texts: {near}"
 
 
-def test_reasons_name_unsupported_sentences_and_the_local_model(api: Client) -> None:
+def test_reasons_name_unsupported_sentences_and_the_local_model(heuristic_api: Client) -> None:
+    api = heuristic_api
     item = api.items("groundedness", {
         "output": ("Backups are kept for 30 days. "
                    "Copies are also stored in a data centre on the Moon."),
@@ -188,6 +252,49 @@ def test_reasons_name_unsupported_sentences_and_the_local_model(api: Client) -> 
         "output": "Backups are kept for 30 days. They are kept for 90 days in Iceland.",
         "context": ["Backups are kept for 30 days."]})[0]
     assert score["output"] == 0.5 and "states 90" in score["reason"]
+
+
+# The two examples of issue 18: "The answer is Paris." is grounded in the context, "Lyon is the
+# capital of France." is not. The word-overlap heuristic called the first Failed and the second
+# Passed, which is why no local verdict on them is offered unless the user asks for it.
+PARIS = {"input": "What is the capital of France?", "context": ["Paris is the capital of France."]}
+ISSUE_EXAMPLES = ("The answer is Paris.", "Lyon is the capital of France.")
+
+
+def test_without_a_judge_the_issue_examples_get_no_verdict_but_what_to_do(api: Client) -> None:
+    for name in GROUNDING_TEMPLATES:
+        accuracy = ACCURACY[name].describe()
+        for output in ISSUE_EXAMPLES:
+            inputs = {**PARIS, "output": output}
+            response = api.post(name, {k: inputs[k] for k in CATALOGUE[name].required_keys})
+            assert response.status_code == 400, response.text
+            message = response.json()["message"]
+            assert "--judge-url URL --judge-model NAME" in message
+            assert "--local-grounding-heuristic" in message and accuracy in message
+    listed = {t["name"]: t["config"] for t in api.session.get(
+        api.url + C.PATH_GET_EVALS, timeout=10).json()["result"]}
+    for name in GROUNDING_TEMPLATES:
+        assert listed[name]["evaluable"] is False and listed[name]["approximation"] is None
+        assert ACCURACY[name].describe() in listed[name]["unavailable_reason"]
+    assert listed["toxicity"]["evaluable"] is True  # the other stand-ins stay, with figures
+    assert ACCURACY["toxicity"].describe() in listed["toxicity"]["approximation"]
+
+
+def test_the_heuristic_asked_for_says_what_it_is_on_every_verdict(heuristic_api: Client
+                                                                  ) -> None:
+    listed = {t["name"]: t["config"] for t in heuristic_api.session.get(
+        heuristic_api.url + C.PATH_GET_EVALS, timeout=10).json()["result"]}
+    for name in GROUNDING_TEMPLATES:
+        assert listed[name]["evaluable"] is True
+        assert listed[name]["approximation"].startswith("opt-in local heuristic")
+        assert ACCURACY[name].describe() in listed[name]["approximation"]
+        inputs = {"output": list(ISSUE_EXAMPLES), "input": [PARIS["input"]] * 2,
+                  "context": [PARIS["context"]] * 2}
+        items = heuristic_api.items(name, {k: inputs[k] for k in CATALOGUE[name].required_keys})
+        assert [i["eval_status"] for i in items] == ["completed", "completed"]
+        for item in items:
+            assert item["reason"].startswith(
+                f"[local heuristic, held-out accuracy {ACCURACY[name].heldout:.2f}] ")
 
 
 def test_semantic_list_contains_params(api: Client) -> None:

@@ -31,10 +31,25 @@ _MISSING = {
 }
 
 
+_HEURISTIC = ("without a judge, this server can serve only a local word-overlap heuristic, "
+              "which is no judge: {accuracy}; to use it anyway, start the server with "
+              "--local-grounding-heuristic (or set FI_LOCAL_GROUNDING_HEURISTIC=1){install}")
+
+
 def _offline_names() -> tuple[str, ...]:
     from fi_evals.server.evaluators.offline import OFFLINE_TEMPLATES
 
     return OFFLINE_TEMPLATES
+
+
+def _heuristic_note(name: str) -> str:
+    """What a user without a judge can do about a grounding template, with the heuristic's
+    measured accuracy."""
+    from fi_evals.server.evaluators.offline import missing_packages
+    from fi_evals.server.evaluators.offline._accuracy import ACCURACY
+
+    install = f" and {_NO_MODELS}" if missing_packages() else ""
+    return _HEURISTIC.format(accuracy=ACCURACY[name].describe(), install=install)
 
 
 class NotEvaluable(LookupError):
@@ -58,7 +73,8 @@ class Registry:
             config: the :class:`~fi_evals.server.config.ServerConfig`; its ``judge_url`` adds
                 a judge evaluator for every model-judged text template, and its
                 ``embedding_model`` and ``embedding_precision`` pick the offline models'
-                encoder.
+                encoder, and ``local_grounding_heuristic`` adds the opt-in grounding
+                heuristic.
         """
         registry = cls()
         registry._add_model_based(config)
@@ -80,8 +96,10 @@ class Registry:
         """Offline models (when installed), then the judge (when configured) on top of them."""
         from fi_evals.server.evaluators.offline import offline_evaluators
 
+        heuristic = bool(getattr(config, "local_grounding_heuristic", False))
         for evaluator in offline_evaluators(getattr(config, "embedding_model", None),
-                                            getattr(config, "embedding_precision", None)):
+                                            getattr(config, "embedding_precision", None),
+                                            grounding_heuristic=heuristic):
             self.add(evaluator)
         if getattr(config, "judge_url", None):
             from fi_evals.server.evaluators.judge import JudgeSettings, judge_evaluators
@@ -132,8 +150,12 @@ class Registry:
         """Why this server cannot run ``template`` and the one thing to do; None when it can."""
         if template.name in self._by_name:
             return None
+        from fi_evals.server.evaluators.offline import GROUNDING_TEMPLATES
+
         missing = _MISSING.get(template.family, "no evaluator is registered for it")
-        if template.family == "judge" and template.name in _offline_names():
+        if template.name in GROUNDING_TEMPLATES:
+            missing += "; " + _heuristic_note(template.name)
+        elif template.family == "judge" and template.name in _offline_names():
             missing += f"; or, for a local approximation without a judge: {_NO_MODELS}"
         return missing
 

@@ -6,19 +6,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
+from fi_evals.server.evaluators.offline._accuracy import ACCURACY
 from fi_evals.server.evaluators.offline._model import Encoder, ModelError, get_encoder
 
-__all__ = ["APPROXIMATION", "LOCAL_NOTE", "REASON_PREFIX", "OfflineEvaluator", "as_list",
-           "as_text"]
+__all__ = ["APPROXIMATION", "LOCAL_NOTE", "OfflineEvaluator", "as_list", "as_text"]
 
 LOCAL_NOTE = "local model all-MiniLM-L6-v2, no LLM judge"
 """Ends every offline reason: the verdict came from a small local model, not a judge."""
 
 APPROXIMATION = "local approximation (all-MiniLM-L6-v2), not an LLM judge"
 """What stands in for the judge of a model-judged template computed offline: announced in
-``get-evals/`` (``config.approximation``) and at the head of every reason."""
-
-REASON_PREFIX = "[local approximation] "
+``get-evals/`` (``config.approximation``, followed by its measured accuracy) and at the head
+of every reason."""
 
 
 def as_text(inputs: ItemInputs, key: str) -> str:
@@ -43,11 +42,28 @@ class OfflineEvaluator(BaseEvaluator):
         self.embedding_model = embedding_model
         self.precision = precision
 
+    stand_in = APPROXIMATION
+    """What this evaluator is, when it stands in for a judge (subclasses may say more)."""
+    mark = "local approximation"
+    """Heads every reason of a stand-in, in brackets, with its held-out accuracy."""
+
     @property
     def approximation(self) -> str | None:
-        """Set for model-judged templates (groundedness, toxicity...): a local model stands in
-        for the LLM judge. None for templates defined on the local model itself."""
-        return APPROXIMATION if self.template.family == "judge" else None
+        """Set for model-judged templates (toxicity, the opt-in groundedness heuristic...): a
+        local model stands in for the LLM judge; the text ends with its measured accuracy
+        (``_accuracy.py``). None for templates defined on the local model itself."""
+        if self.template.family != "judge":
+            return None
+        accuracy = ACCURACY.get(self.template.name)
+        return f"{self.stand_in}; {accuracy.describe()}" if accuracy else self.stand_in
+
+    @property
+    def reason_prefix(self) -> str:
+        """``[local approximation, held-out accuracy 0.88] ``: heads every reason of a
+        stand-in."""
+        accuracy = ACCURACY.get(self.template.name)
+        detail = f", held-out accuracy {accuracy.heldout:.2f}" if accuracy else ""
+        return f"[{self.mark}{detail}] "
 
     def encoder(self) -> Encoder:
         """The process-wide encoder, loaded on first use.
@@ -85,5 +101,6 @@ class OfflineEvaluator(BaseEvaluator):
             return [exc] * len(items)
         if self.approximation is None:
             return outcomes
-        return [Outcome(o.output, REASON_PREFIX + o.reason) if isinstance(o, Outcome) else o
+        prefix = self.reason_prefix
+        return [Outcome(o.output, prefix + o.reason) if isinstance(o, Outcome) else o
                 for o in outcomes]

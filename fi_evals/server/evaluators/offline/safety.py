@@ -17,6 +17,10 @@ was measured on the same data: it misses insults and threats without swear words
 0.46 on the labelled test set) and, combined with this head, did worse than the head alone in
 cross-validation on the seed set. The labelled test set in ``tests/models/data/safety.jsonl`` is
 disjoint from the seed set (the tests check it).
+
+Accuracy (``_accuracy.py``, measured by the tests and reported wherever these templates are
+offered): toxicity 0.88 and content_moderation 0.82 on a held-out set never used to tune them,
+against 0.92 and 0.90 on the labelled set they were developed on.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ class _Head:
 
 class SafetyClassifier(OfflineEvaluator):
     """``toxicity`` or ``content_moderation`` (see the module docstring)."""
+
+    stand_in = ("local approximation (logistic regression over all-MiniLM-L6-v2 embeddings), "
+                "not an LLM judge")
 
     def __init__(self, name: str, embedding_model: str | None = None,
                  precision: str | None = None) -> None:
