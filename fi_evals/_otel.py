@@ -7,25 +7,29 @@ whatever tracer provider the application configured (none: the API's no-op trace
 Spans: ``fi_evals.evaluate`` (templates, items, eval ids, errors), ``fi_evals.evaluate_batch``
 (evals, items, requests, retries, stopped) and ``fi_evals.request`` per logical HTTP request
 (method, path, server, attempts, retries, status code, request id). Never keys or headers;
-never inputs.
+never inputs. The reference server's spans (``fi_evals.server.request``,
+``fi_evals.server.evaluate``) use the same helpers. :func:`capture` is what
+``ScoreLogger.log()`` records of the current span.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from fi_evals._version import __version__
 
 try:  # the optional dependency: absent, nothing below costs more than a function call
+    from opentelemetry import propagate as _propagate
     from opentelemetry import trace as _trace
     from opentelemetry.trace import SpanKind, Status, StatusCode
 except ImportError:  # pragma: no cover - exercised by installs without the otel extra
     _trace = None  # type: ignore[assignment]
 
-__all__ = ["MAX_IDS", "enabled", "in_context", "span"]
+__all__ = ["MAX_IDS", "capture", "enabled", "in_context", "inject", "server_span", "span",
+           "verdict_to_span"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_IDS = 100
@@ -49,17 +53,60 @@ def span(name: str, *, client: bool = False, **attributes: Any) -> Any:
     """
     if _trace is None:
         return _NULL
-    return _span(name, client, attributes)
+    return _span(name, SpanKind.CLIENT if client else SpanKind.INTERNAL, attributes)
+
+
+def server_span(name: str, headers: Mapping[bytes, bytes], **attributes: Any) -> Any:
+    """:func:`span` of kind SERVER whose parent is the W3C ``traceparent`` of the request's
+    ``headers`` (lower-case byte names, as ASGI gives them), when it carries one."""
+    if _trace is None:
+        return _NULL
+    carrier = {name.decode("latin-1"): value.decode("latin-1")
+               for name, value in headers.items() if name in _W3C_HEADERS}
+    parent = _propagate.extract(carrier) if carrier else None
+    return _span(name, SpanKind.SERVER, attributes, parent)
+
+
+_W3C_HEADERS = frozenset({b"traceparent", b"tracestate"})
+
+
+def inject(headers: dict[str, str]) -> None:
+    """Add the current span's ``traceparent`` (and ``tracestate``) to outgoing ``headers``, so
+    the server's spans join the caller's trace. Nothing without OpenTelemetry."""
+    if _trace is not None:
+        _propagate.inject(headers)
 
 
 @contextlib.contextmanager
-def _span(name: str, client: bool, attributes: dict[str, Any]) -> Iterator[Any]:
+def _span(name: str, kind: Any, attributes: dict[str, Any], parent: Any = None
+          ) -> Iterator[Any]:
     tracer = _trace.get_tracer("fi_evals", __version__, tracer_provider=_PROVIDER)
-    kind = SpanKind.CLIENT if client else SpanKind.INTERNAL
-    with tracer.start_as_current_span(name, kind=kind, record_exception=True,
+    with tracer.start_as_current_span(name, context=parent, kind=kind, record_exception=True,
                                       set_status_on_exception=True) as current:
         set_attributes(current, **attributes)
         yield current
+
+
+def capture(keep_span: bool) -> tuple[int, int, Any] | None:
+    """``(trace_id, span_id, span)`` of the current span, None when no valid span is current
+    (or without OpenTelemetry). ``span`` is the span itself when ``keep_span`` and it records,
+    else None. Cheap (a context-variable read): ``ScoreLogger.log()`` calls it on every score.
+    """
+    if _trace is None:
+        return None
+    current = _trace.get_current_span()
+    context = current.get_span_context()
+    if not context.is_valid:
+        return None
+    return (context.trace_id, context.span_id,
+            current if keep_span and current.is_recording() else None)
+
+
+def hex_ids(captured: tuple[int, int, Any] | None) -> tuple[str, str] | None:
+    """The W3C hex forms (32 and 16 digits) of :func:`capture`'s ids."""
+    if captured is None:
+        return None
+    return f"{captured[0]:032x}", f"{captured[1]:016x}"
 
 
 def set_attributes(current: Any, **attributes: Any) -> None:
@@ -97,6 +144,19 @@ def record_score(current: Any, name: str, output: Any) -> None:
     limit = 1.0 if output in (OUTPUT_PASSED, OUTPUT_FAILED) else BATCH_SCORE_PASS_THRESHOLD
     current.set_attribute(f"eval.{name}.score", score)
     current.set_attribute(f"eval.{name}.passed", score >= limit)
+
+
+def verdict_to_span(current: Any, callback: Callable[[Any], Any] | None
+                    ) -> Callable[[Any], Any]:
+    """A score callback that puts a completed score's verdict on ``current`` (see
+    :func:`record_score`), then calls ``callback``."""
+
+    def record(scored: Any) -> Any:
+        if scored.status == "completed":
+            record_score(current, scored.eval_name, scored.output)
+        return None if callback is None else callback(scored)
+
+    return record
 
 
 def in_context(fn: F) -> F:
