@@ -36,6 +36,9 @@ MAX_IDS = 100
 """Most eval ids put on one span (an attribute is a list: a 10,000-item call keeps 100)."""
 
 _NULL = contextlib.nullcontext(None)
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("fi_evals_otel_quiet",
+                                                             default=False)
+"""True on the score logger's background threads: their requests record no spans."""
 _PROVIDER: Any = None
 """The tracer provider; None: OpenTelemetry's global one (tests set their own)."""
 
@@ -51,9 +54,20 @@ def span(name: str, *, client: bool = False, **attributes: Any) -> Any:
     ``attributes`` with a None value are left out. An exception leaving the block is recorded
     and sets the span's status to ERROR.
     """
-    if _trace is None:
+    if _trace is None or _QUIET.get():
         return _NULL
     return _span(name, SpanKind.CLIENT if client else SpanKind.INTERNAL, attributes)
+
+
+def quietly(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` (a thread's target) run with no fi_evals spans: the score logger's background
+    sends and polls would otherwise start a trace of their own every poll interval."""
+
+    def run() -> Any:
+        _QUIET.set(True)
+        return fn()
+
+    return run
 
 
 def server_span(name: str, headers: Mapping[bytes, bytes], **attributes: Any) -> Any:

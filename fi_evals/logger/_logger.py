@@ -206,7 +206,7 @@ class ScoreLogger:
             if self._threads or self._closed:
                 return
             self._threads = [
-                threading.Thread(target=target, daemon=True,
+                threading.Thread(target=_otel.quietly(target), daemon=True,
                                  name=f"fi-evals-score-{role}-{id(self):x}")
                 for role, target in (("sender", self._worker.run),
                                      ("delivery", self._poller.run),

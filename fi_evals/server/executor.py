@@ -96,7 +96,7 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
         "fi_evals.model": model, "fi_evals.is_async": is_async}
     with _otel.span("fi_evals.server.evaluate", **attributes) as current:
         results = _evaluate_items(evaluator, items, params, model, sim_latency_ms)
-        if current is not None:
+        if current is not None and current.is_recording():  # no work for a no-op tracer
             failed = sum(1 for r in results if r.status != EvalStatus.COMPLETED)
             _otel.set_attributes(current, **{"fi_evals.failed": failed,
                                              "fi_evals.eval_ids": _otel.eval_ids(eval_ids)})

@@ -169,6 +169,8 @@ def test_score_logger_records_the_trace_and_span_ids(spans, ev: Evaluator,
     # Without on_span the verdict stays off the caller's span.
     handled = next(s for s in exporter.get_finished_spans() if s.name == "handle_request")
     assert not [k for k in handled.attributes if k.startswith("eval.")]
+    # The logger's background sends and polls record no client spans (a trace per poll).
+    assert not [s for s in exporter.get_finished_spans() if s.name == "fi_evals.request"]
 
 
 def test_score_logger_on_span_puts_the_verdict_on_the_span(spans, ev: Evaluator) -> None:
