@@ -148,6 +148,7 @@ def _logger(ev: Evaluator, **options: Any) -> ScoreLogger:
 def test_score_logger_records_the_trace_and_span_ids(spans, ev: Evaluator,
                                                      tmp_path: Path) -> None:
     provider, exporter = spans
+    exporter.clear()  # the ev fixture's own capabilities request
     got: list[LoggedScore] = []
     sink = tmp_path / "scores.jsonl"
     with _logger(ev, sink=sink) as logger:
