@@ -7,15 +7,17 @@ whatever tracer provider the application configured (none: the API's no-op trace
 Spans: ``fi_evals.evaluate`` (templates, items, eval ids, errors), ``fi_evals.evaluate_batch``
 (evals, items, requests, retries, stopped) and ``fi_evals.request`` per logical HTTP request
 (method, path, server, attempts, retries, status code, request id). Never keys or headers;
-never inputs. The reference server's spans (``fi_evals.server.request``,
-``fi_evals.server.evaluate``) use the same helpers. :func:`capture` is what
-``ScoreLogger.log()`` records of the current span.
+never inputs unless ``FI_OTEL_INPUTS=1`` asks (:func:`inputs_text`). The reference server's
+spans (``fi_evals.server.request``, ``fi_evals.server.evaluate``) use the same helpers.
+:func:`capture` is what ``ScoreLogger.log()`` records of the current span.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -184,6 +186,22 @@ def in_context(fn: F) -> F:
         return context.copy().run(fn, *args, **kwargs)
 
     return run  # type: ignore[return-value]
+
+
+def inputs_text(inputs: Any) -> str | None:
+    """``inputs`` as JSON for the ``fi_evals.inputs`` attribute, cut at
+    ``OTEL_INPUTS_MAX_CHARS``; None (no attribute) unless ``FI_OTEL_INPUTS`` asks for it."""
+    from fi_evals._constants import ENV_OTEL_INPUTS, OTEL_INPUTS_MAX_CHARS
+
+    if os.environ.get(ENV_OTEL_INPUTS, "").strip().lower() not in ("1", "true", "yes"):
+        return None
+    try:
+        text = json.dumps(inputs, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):  # a DataFrame, a generator...: its type, never a guess
+        text = f"<{type(inputs).__name__}>"
+    if len(text) > OTEL_INPUTS_MAX_CHARS:
+        text = text[:OTEL_INPUTS_MAX_CHARS] + f"... ({len(text):,} characters)"
+    return text
 
 
 def eval_ids(ids: Any) -> list[str]:

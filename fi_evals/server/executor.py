@@ -77,7 +77,7 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
     """Evaluate items in order; never raises for an item's failure.
 
     With OpenTelemetry, inside a ``fi_evals.server.evaluate`` span (template, items, model,
-    eval ids, failed; never inputs, params or keys).
+    eval ids, failed; never params or keys, inputs only when ``FI_OTEL_INPUTS=1``).
 
     Args:
         evaluator: the template's evaluator.
@@ -99,7 +99,8 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
         if current is not None and current.is_recording():  # no work for a no-op tracer
             failed = sum(1 for r in results if r.status != EvalStatus.COMPLETED)
             _otel.set_attributes(current, **{"fi_evals.failed": failed,
-                                             "fi_evals.eval_ids": _otel.eval_ids(eval_ids)})
+                                             "fi_evals.eval_ids": _otel.eval_ids(eval_ids),
+                                             "fi_evals.inputs": _otel.inputs_text(items)})
             if failed:
                 _otel.set_error(current, f"{failed} of {len(results)} evaluations failed")
         return results

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,19 @@ def ev(live_server: RunningServer) -> Iterator[Evaluator]:
 
 def _values(span) -> str:
     return repr(dict(span.attributes))
+
+
+def _settled(exporter: InMemorySpanExporter, status: int) -> list[Any]:
+    """The finished spans once a server request span answered ``status`` is among them: the
+    server ends a request's span after sending the answer, so the client may read it first."""
+    deadline = time.monotonic() + 10
+    while True:
+        finished = list(exporter.get_finished_spans())
+        if time.monotonic() > deadline or any(
+                s.name == "fi_evals.server.request"
+                and s.attributes.get("http.response.status_code") == status for s in finished):
+            return finished
+        time.sleep(0.01)
 
 
 def test_evaluate_spans_nest_under_the_callers_span(spans, ev: Evaluator,
@@ -226,9 +240,10 @@ def test_score_logger_without_opentelemetry_records_no_ids(monkeypatch: pytest.M
 def test_server_spans_join_the_callers_trace(spans, ev: Evaluator,
                                              live_server: RunningServer) -> None:
     provider, exporter = spans
+    exporter.clear()
     with provider.get_tracer("app").start_as_current_span("handle_request"):
         result = ev.evaluate("is_json", {"text": ['{"a": 1}', SECRET_INPUT]})
-    finished = exporter.get_finished_spans()
+    finished = _settled(exporter, 200)
     client = next(s for s in finished if s.name == "fi_evals.request"
                   and s.attributes["http.request.method"] == "POST")
     served = next(s for s in finished if s.name == "fi_evals.server.request"
@@ -260,7 +275,7 @@ def test_server_spans_for_async_work_and_refused_requests(spans, ev: Evaluator,
     with Evaluator(live_server.api_key, "wrong-secret", live_server.url) as bad, \
             pytest.raises(Exception, match="401|X-Secret-Key|auth"):
         bad.evaluate("is_json", {"text": "{}"})
-    finished = exporter.get_finished_spans()
+    finished = _settled(exporter, 401)
     worked = [s for s in finished if s.name == "fi_evals.server.evaluate"
               and s.attributes["fi_evals.is_async"] is True]
     assert sorted(i for s in worked for i in s.attributes["fi_evals.eval_ids"]) == \
@@ -277,3 +292,18 @@ def test_no_server_spans_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) 
     headers: dict[str, str] = {}
     _otel.inject(headers)
     assert headers == {}
+
+
+def test_inputs_only_when_asked(spans, ev: Evaluator, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, exporter = spans
+    ev.evaluate("is_json", {"text": [SECRET_INPUT]})
+    assert all("fi_evals.inputs" not in s.attributes for s in exporter.get_finished_spans())
+    exporter.clear()
+    monkeypatch.setenv(C.ENV_OTEL_INPUTS, "1")  # the server runs in this process: both see it
+    monkeypatch.setattr(C, "OTEL_INPUTS_MAX_CHARS", 60)
+    ev.evaluate("is_json", {"text": [SECRET_INPUT, "x" * 100]})
+    finished = {s.name: s for s in exporter.get_finished_spans()}
+    sent = finished["fi_evals.evaluate"].attributes["fi_evals.inputs"]
+    served = finished["fi_evals.server.evaluate"].attributes["fi_evals.inputs"]
+    assert sent.startswith('{"text": ["' + SECRET_INPUT) and sent.endswith("characters)")
+    assert served.startswith('[{"text": "' + SECRET_INPUT) and len(served) < 100
