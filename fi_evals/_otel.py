@@ -77,8 +77,8 @@ def server_span(name: str, headers: Mapping[bytes, bytes], **attributes: Any) ->
     ``headers`` (lower-case byte names, as ASGI gives them), when it carries one."""
     if _trace is None:
         return _NULL
-    carrier = {name.decode("latin-1"): value.decode("latin-1")
-               for name, value in headers.items() if name in _W3C_HEADERS}
+    carrier = {name.decode("latin-1"): headers[name].decode("latin-1")
+               for name in _W3C_HEADERS if name in headers}
     parent = _propagate.extract(carrier) if carrier else None
     return _span(name, SpanKind.SERVER, attributes, parent)
 
@@ -152,7 +152,7 @@ def record_score(current: Any, name: str, output: Any) -> None:
     if current is None or not current.is_recording():
         return
     from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD, OUTPUT_FAILED, OUTPUT_PASSED
-    from fi_evals._default import score_of
+    from fi_evals.protocol import score_of
 
     score = score_of(output)
     if score is None:
@@ -167,8 +167,10 @@ def verdict_to_span(current: Any, callback: Callable[[Any], Any] | None
     """A score callback that puts a completed score's verdict on ``current`` (see
     :func:`record_score`), then calls ``callback``."""
 
+    from fi_evals.protocol import EvalStatus
+
     def record(scored: Any) -> Any:
-        if scored.status == "completed":
+        if scored.status == EvalStatus.COMPLETED:
             record_score(current, scored.eval_name, scored.output)
         return None if callback is None else callback(scored)
 
