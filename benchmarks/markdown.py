@@ -167,6 +167,24 @@ def _v(an: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _a(an: dict[str, Any]) -> list[str]:
+    if an.get("skipped") or an.get("missing"):
+        return [an.get("skipped") or an["missing"]]
+    if not an["clients"]:
+        return ["(no run finished)"]
+    rows = [[name, _n(c["items"]), _n(c["items_per_s"], 1), _n(c.get("ticks_per_s"), 1),
+             _n(c.get("max_gap_ms"), 1), _n(c.get("p99_gap_ms"), 1), str(c["runs"])]
+            for name, c in an["clients"].items()]
+    rows += [[f"{name}: {reason}", "-", "-", "-", "-", "-", "0"]
+             for name, reason in an.get("skipped_clients", {}).items()]
+    return [*_table(["client", "items", "items/s", "loop ticks/s (100 = free)",
+                     "longest gap ms (worst)", "p99 gap ms", "runs"], rows, "lrrrrrr"),
+            "", "`benchmarks/bench_asyncio.py`, one server process per round (P2's flags), the "
+            "clients one after another. The httpx line is a prototype of the rejected design "
+            "(a native httpx.AsyncClient sending the same requests, no retries, polling or "
+            "journal): see docs/asyncio.md for the choice."]
+
+
 def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
     """The target table and one table per scenario (also what the console shows)."""
     from benchmarks.report import P2_IDEAL
@@ -189,6 +207,8 @@ def tables(results: dict[str, Any], analysis: dict[str, Any]) -> str:
             lines += _m(an[key])
         elif key == "V":
             lines += _v(an[key])
+        elif key == "A":
+            lines += _a(an[key])
     return "\n".join(lines)
 
 

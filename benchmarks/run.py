@@ -1,5 +1,5 @@
-"""``make bench``: every scenario of issue 6 (and issue 8's M, issue 16's V) in one go, then a
-table, a JSON file and a chart.
+"""``make bench``: every scenario of issue 6 (and issue 8's M, issue 16's V, issue 19's A) in
+one go, then a table, a JSON file and a chart.
 
     python -m benchmarks.run                  # the full run (about 20 minutes on 2 cores)
     python -m benchmarks.run --smoke          # tiny sizes, one run, no official client (tests)
@@ -149,6 +149,8 @@ def _external_args(scenario: Scenario, sizes: Sizes, large: bool = True) -> list
     if scenario.key == "M":
         return ["--items", str(sizes.m_items), "--length", *sizes.m_lengths,
                 *(["--batch", str(sizes.m_batch)] if sizes.m_batch else [])]
+    if scenario.key == "A":
+        return ["--items", str(sizes.a_items)]
     if scenario.key == "V":  # the smoke size opens no browser: it checks the harness only
         return ["--rows", str(sizes.v_rows), *(["--no-browser"] if sizes.v_rows < 10_000
                                                  else [])]
@@ -203,7 +205,7 @@ def _p5_smoke(sizes: Sizes, folder: str) -> dict[str, Any]:
 
 def run_external(scenario: Scenario, sizes: Sizes, runs: int, smoke: bool,
                  large_runs: int = 1) -> dict[str, Any]:
-    """P4/P5/M: the area's standalone script, once per round, its JSON collected.
+    """P4/P5/M/V/A: the area's standalone script, once per round, its JSON collected.
 
     P4's largest size runs only in the first ``large_runs`` rounds: 1,000,000 items take about
     4 minutes, and three of them would take a third of the time budget of ``make bench``.

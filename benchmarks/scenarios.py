@@ -5,7 +5,9 @@ P1 to P3 are run by the harness itself, one contender at a time, each run agains
 batch and logger areas (``bench_memory.py``, ``bench_logger.py``), which start their own server;
 M runs ``bench_offline_models.py`` (the offline model templates' items/s, issue 8 point 5),
 which needs the ``models`` extra and starts its own server in-process; V runs
-``bench_viewer.py`` (``fi-evals view`` of a 1,000,000-row run, issue 16 point 8), once.
+``bench_viewer.py`` (``fi-evals view`` of a 1,000,000-row run, issue 16 point 8), once; A runs
+``bench_asyncio.py`` (P2 awaited through ``AsyncEvaluator`` beside a 10 ms ticker, against the
+sync client and a native httpx prototype, issue 19 point 1).
 
 Sizes come from :class:`Sizes`: the full sizes of the issue, or tiny ones for the smoke run
 that ``make test`` includes (it checks that the harness works end to end, nothing more).
@@ -49,13 +51,15 @@ class Sizes:
     m_lengths: tuple[str, ...] = ("short", "sentence")
     v_rows: int = 1_000_000
     """V: rows of the run ``bench_viewer.py`` builds and opens."""
+    a_items: int = 5_000
+    """A: P2's items, awaited (``bench_asyncio.py``)."""
 
 
 FULL = Sizes()
 SMOKE = Sizes(p1=400, p1_official=40, p2=96, p2_official=16, p3=400, p3_official=40,
               p4=(1_000, 2_000), p5={"burst": 2_000, "service_calls": 800,
                                      "service_rate": 4_000, "offline": 1_000},
-              m_items=40, m_batch=20, m_lengths=("short",), v_rows=2_000)
+              m_items=40, m_batch=20, m_lengths=("short",), v_rows=2_000, a_items=200)
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,11 @@ class Scenario:
     server_flags: tuple[str, ...] = ()
     contenders: tuple[Contender, ...] = ()
     external: str | None = None
-    """For P4/P5/M/V: the standalone script that runs the whole scenario."""
+    """For P4/P5/M/V/A: the standalone script that runs the whole scenario."""
 
 
 def scenarios(sizes: Sizes) -> list[Scenario]:
-    """P1 to P5, M and V at the given sizes, in the order they run."""
+    """P1 to P5, M, V and A at the given sizes, in the order they run."""
     s = sizes
     return [
         Scenario("P1", "Deterministic evaluations per second (is_json + fuzzy_match)", (), (
@@ -159,6 +163,9 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
                  "onnxruntime, in-process server)", external="bench_offline_models.py"),
         Scenario("V", f"fi-evals view of a {s.v_rows:,}-row run: first page served, viewer "
                  "RSS", external="bench_viewer.py"),
+        Scenario("A", f"asyncio: P2 ({s.a_items:,} items) awaited through AsyncEvaluator beside "
+                 "a 10 ms ticker, against the sync client and a native httpx prototype",
+                 external="bench_asyncio.py"),
     ]
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 ENV_API_KEY = "FI_API_KEY"
 ENV_SECRET_KEY = "FI_SECRET_KEY"
 ENV_BASE_URL = "FI_BASE_URL"
+ENV_OTEL_INPUTS = "FI_OTEL_INPUTS"
+"""``1``/``true``: OpenTelemetry evaluate spans (the SDK's and the server's) also carry the
+inputs, as JSON cut at ``OTEL_INPUTS_MAX_CHARS`` (off by default: inputs may be private)."""
+OTEL_INPUTS_MAX_CHARS = 4096
 
 # --- Wire protocol (../shared/PROTOCOL.md) ---
 PROTOCOL_VERSION = "fi-evals/1"

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD, OUTPUT_FAILED, OUTPUT_PASSED
 from fi_evals._exceptions import EvalFailedError, FiEvalsError, InvalidInputError
 from fi_evals._inputs import TemplateSpec, prepare_items, template_params
-from fi_evals.protocol import EvalStatus
+from fi_evals.protocol import EvalStatus, score_of
 
 if TYPE_CHECKING:
     from fi_evals.client import Evaluator
@@ -162,17 +162,6 @@ class Verdict:
                 f"{ident})")
 
     __str__ = __repr__
-
-
-def score_of(output: Any) -> float | None:
-    """1.0 / 0.0 for "Passed" / "Failed", a number as a float, None otherwise (labels)."""
-    if output == OUTPUT_PASSED:
-        return 1.0
-    if output == OUTPUT_FAILED:
-        return 0.0
-    if isinstance(output, (int, float)) and not isinstance(output, bool):
-        return float(output)
-    return None
 
 
 def evaluate(template: Any, *, model: str | None = None, timeout: float | None = None,

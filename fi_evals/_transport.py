@@ -422,6 +422,7 @@ class Transport:
         url = self.base_url + path
         data = None
         send_headers = dict(headers or {})
+        _otel.inject(send_headers)  # traceparent: the server's spans join this request's trace
         if json_body is not None:
             # Serialized once: every retry sends the very same bytes with the same key.
             data = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -70,6 +70,8 @@ class AsyncEvaluator:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._sync = Evaluator(*args, **kwargs)
+        self._batches: dict[asyncio.Future[Any], threading.Event] = {}
+        """Batches running on a worker thread, with the event that stops each."""
 
     @property
     def sync(self) -> Evaluator:
@@ -93,7 +95,18 @@ class AsyncEvaluator:
         return f"<AsyncEvaluator {self._sync!r}>"
 
     async def aclose(self) -> None:
-        """Close the HTTP session and the pool (in a thread: in-flight calls are awaited)."""
+        """Close the HTTP session and the pool (in a thread: in-flight calls are awaited).
+
+        Batches still running (one whose ``async for`` was left with a plain ``break``: its
+        generator is closed by the loop a moment later) are stopped as on cancellation and
+        awaited first, so they journal what they sent and close their files before the pool
+        goes away."""
+        running = list(self._batches.items())
+        for _, cancel in running:
+            cancel.set()
+        if running:
+            await asyncio.gather(*(asyncio.shield(f) for f, _ in running),
+                                 return_exceptions=True)
         await _in_thread(self._sync.close)
 
     async def __aenter__(self) -> Self:
@@ -138,6 +151,14 @@ class AsyncEvaluator:
         return functools.partial(evaluate_batch, self._sync, items, evals, task=task,
                                  cancel=cancel, sink=sink, **options)
 
+    def _start_batch(self, call: Callable[[], BatchResult],
+                     cancel: threading.Event) -> asyncio.Future[BatchResult]:
+        """Run ``call`` on a worker thread; :meth:`aclose` waits for it."""
+        future = asyncio.get_running_loop().run_in_executor(None, call)
+        self._batches[future] = cancel
+        future.add_done_callback(lambda done: self._batches.pop(done, None))
+        return future
+
     async def evaluate_batch(self, items: Any, evals: Any, **options: Any) -> BatchResult:
         """:meth:`Evaluator.evaluate_batch <fi_evals.Evaluator.evaluate_batch>`, awaited.
 
@@ -146,7 +167,7 @@ class AsyncEvaluator:
         """
         cancel = threading.Event()
         call = self._batch_call(items, evals, dict(options), cancel)
-        future = asyncio.get_running_loop().run_in_executor(None, call)
+        future = self._start_batch(call, cancel)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -201,7 +222,7 @@ class BatchStream:
 
         items, evals, options = self._args
         call = self._ev._batch_call(items, evals, options, cancel, sink=_Sink())
-        future = loop.run_in_executor(None, call)
+        future = self._ev._start_batch(call, cancel)
         # Resolved on the loop after every write the batch scheduled: the sentinel comes last.
         future.add_done_callback(lambda _: queue.put_nowait(done))
         try:

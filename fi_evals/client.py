@@ -288,7 +288,7 @@ class Evaluator:
                 errors = sum(1 for r in results if r is None or r.status == "error")
                 _otel.set_attributes(current, **{
                     "fi_evals.eval_ids": _otel.eval_ids(r.eval_id for r in results if r),
-                    "fi_evals.errors": errors})
+                    "fi_evals.errors": errors, "fi_evals.inputs": _otel.inputs_text(inputs)})
                 if errors:
                     _otel.set_error(current, f"{errors} of {total} items errored")
         return BatchRunResult(eval_results=results)

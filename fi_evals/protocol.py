@@ -15,6 +15,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fi_evals._constants import OUTPUT_FAILED, OUTPUT_PASSED
+
 __all__ = [
     "FINISHED_STATUSES",
     "KNOWN_STATUSES",
@@ -40,6 +42,7 @@ __all__ = [
     "TemplateConfig",
     "TemplateInfo",
     "parse_output_value",
+    "score_of",
     "with_status_alias",
 ]
 
@@ -162,6 +165,17 @@ class AsyncEvalItem(_Wire):
 
 class SyncEvalBlock(_Wire):
     evaluations: list[EvalItem]
+
+
+def score_of(output: Any) -> float | None:
+    """1.0 / 0.0 for "Passed" / "Failed", a number as a float, None otherwise (labels)."""
+    if output == OUTPUT_PASSED:
+        return 1.0
+    if output == OUTPUT_FAILED:
+        return 0.0
+    if isinstance(output, (int, float)) and not isinstance(output, bool):
+        return float(output)
+    return None
 
 
 def parse_output_value(value: Any, output_type: str | None) -> Any:

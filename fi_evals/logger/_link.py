@@ -10,6 +10,7 @@ and changes only under its ``state`` lock; network calls happen outside it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -134,7 +135,9 @@ class Link:
     # ------------------------------------------------------------------ results
 
     def finish(self, item: Item, score: LoggedScore) -> None:
-        """Queue a final result for the delivery thread."""
+        """Queue a final result for the delivery thread (with the item's trace ids)."""
+        if item.trace is not None and score.trace_id is None:
+            score = dataclasses.replace(score, trace_id=item.trace[0], span_id=item.trace[1])
         callback = self.callbacks.pop(item.lseq, None) if item.own else None
         self.ready_scores.append((score, item.callback or callback,
                                   item.lseq if item.own else None))

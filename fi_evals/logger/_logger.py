@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from fi_evals import _otel
 from fi_evals._cachedir import user_cache_dir
 from fi_evals._constants import (
     LOGGER_BATCH_SIZE,
@@ -112,6 +113,10 @@ class ScoreLogger:
             (``LOGGER_STATS_INTERVAL``).
         exit_timeout: seconds spent flushing at interpreter exit (``LOGGER_EXIT_TIMEOUT``).
         reconnect_initial, reconnect_max: backoff bounds while the server is unreachable.
+        on_span: with OpenTelemetry, also put each completed score's verdict on the span
+            current at ``log()`` as ``eval.<name>.score`` and ``eval.<name>.passed``, if that
+            span still records when the verdict arrives. Off by default. The trace and span
+            ids are recorded with every score either way (:class:`LoggedScore`).
 
     Raises:
         ValueError: an unknown policy, ``spool=False`` with the ``spool`` policy, or a bad size.
@@ -129,8 +134,9 @@ class ScoreLogger:
                  stats_interval: float = LOGGER_STATS_INTERVAL,
                  exit_timeout: float = LOGGER_EXIT_TIMEOUT,
                  reconnect_initial: float = LOGGER_RECONNECT_INITIAL,
-                 reconnect_max: float = LOGGER_RECONNECT_MAX) -> None:
+                 reconnect_max: float = LOGGER_RECONNECT_MAX, on_span: bool = False) -> None:
         policy = OverflowPolicy(overflow)
+        self._on_span = bool(on_span)
         if batch_size < 1 or max_pending < 1:
             raise ValueError("batch_size and max_pending must be at least 1")
         base = evaluator.context.transport  # the Evaluator's server, keys and timeouts
@@ -200,7 +206,7 @@ class ScoreLogger:
             if self._threads or self._closed:
                 return
             self._threads = [
-                threading.Thread(target=target, daemon=True,
+                threading.Thread(target=_otel.quietly(target), daemon=True,
                                  name=f"fi-evals-score-{role}-{id(self):x}")
                 for role, target in (("sender", self._worker.run),
                                      ("delivery", self._poller.run),
@@ -243,8 +249,12 @@ class ScoreLogger:
                 return self._log_slow(eval_name, inputs, metadata, callback, config, model)
             if type(inputs) is dict:
                 inputs = inputs.copy()
+            trace = _otel.capture(self._on_span)  # None at once without OpenTelemetry
+            if trace is not None and trace[2] is not None:
+                callback = _otel.verdict_to_span(trace[2], callback)
             outcome, dropped = self._queue.put(eval_name, inputs, metadata, callback,
-                                               self._model if model is None else model, config)
+                                               self._model if model is None else model, config,
+                                               trace)
             if dropped is not None:
                 self._drop(dropped.lseq)
             return outcome != DROPPED

@@ -32,12 +32,13 @@ from fi_evals._inputs import (
     resolve_template,
     template_name,
 )
+from fi_evals._otel import hex_ids
 from fi_evals.catalogue import InputKey
 from fi_evals.logger._queue import Entry
 from fi_evals.logger._spool import SpoolRow
 from fi_evals.protocol import TemplateInfo
 
-__all__ = ["Item", "Preparer"]
+__all__ = ["Item", "Preparer", "trace_of"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -60,11 +61,16 @@ class Item:
     callback: Callable[..., Any] | None
     own: bool
     row_id: int | None = None
+    trace: tuple[str, str] | None = None
+    """The hex trace and span ids of the span current at ``log()``, when there was one."""
 
     def record(self) -> dict[str, Any]:
         """What the spool keeps of it (everything but the callback)."""
-        return {"inputs": self.wire, "metadata": self.metadata, "model": self.model,
-                "params": self.params, "batchable": self.batchable}
+        out = {"inputs": self.wire, "metadata": self.metadata, "model": self.model,
+               "params": self.params, "batchable": self.batchable}
+        if self.trace is not None:
+            out["trace"] = list(self.trace)
+        return out
 
     def row(self) -> SpoolRow:
         return SpoolRow(gen=self.gen, lseq=self.lseq, grp=self.grp, eval_name=self.eval_name,
@@ -108,7 +114,7 @@ class Preparer:
         grp, batchable = self._group(name, entry.model, params_text, tuple(wire), spec)
         return Item(gen=gen, lseq=entry.lseq, eval_name=name, grp=grp, batchable=batchable,
                     wire=wire, model=entry.model, params=params, metadata=entry.metadata,
-                    callback=entry.callback, own=True)
+                    callback=entry.callback, own=True, trace=hex_ids(entry.trace))
 
     def _group(self, name: str, model: str | None, params_text: str | None,
                keys: tuple[str, ...], spec: TemplateSpec) -> tuple[str, bool]:
@@ -150,7 +156,7 @@ class Preparer:
                     wire=dict(rec.get("inputs") or {}), model=rec.get("model"),
                     params=rec.get("params"), metadata=rec.get("metadata"),
                     callback=callbacks.get(row.lseq) if own else None, own=own,
-                    row_id=row.id)
+                    row_id=row.id, trace=trace_of(rec))
 
     @staticmethod
     def body(items: Sequence[Item]) -> dict[str, Any]:
@@ -159,6 +165,14 @@ class Preparer:
         spec = TemplateSpec(first.eval_name, ())
         return build_body([it.wire for it in items], spec, model=first.model, is_async=True,
                           params=first.params)
+
+
+def trace_of(record: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The trace ids a spooled record kept (a pair of strings), if any."""
+    ids = record.get("trace")
+    if isinstance(ids, (list, tuple)) and len(ids) == 2:
+        return str(ids[0]), str(ids[1])
+    return None
 
 
 def _canonical(value: Any) -> str:

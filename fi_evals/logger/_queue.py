@@ -36,6 +36,8 @@ class Entry(NamedTuple):
     callback: Callable[..., Any] | None
     model: Any
     params: Any
+    trace: tuple[int, int, Any] | None = None
+    """The span current at ``log()`` (:func:`fi_evals._otel.capture`), when there was one."""
 
 
 # Outcomes of ScoreQueue.put.
@@ -98,14 +100,16 @@ class ScoreQueue:
     # ------------------------------------------------------------------ caller side
 
     def put(self, eval_name: Any, inputs: Any, metadata: Any, callback: Any, model: Any,
-            params: Any) -> tuple[int, Entry | None]:
+            params: Any, trace: tuple[int, int, Any] | None = None
+            ) -> tuple[int, Entry | None]:
         """Number and enqueue one score; never raises, never does I/O.
 
         Returns:
             ``(outcome, dropped)``: outcome QUEUED, OVERFLOWED or DROPPED, and the entry that
             was dropped (the new one, or the oldest under ``drop_oldest``), if any.
         """
-        entry = Entry(next(self._seq), eval_name, inputs, metadata, callback, model, params)
+        entry = Entry(next(self._seq), eval_name, inputs, metadata, callback, model, params,
+                      trace)
         size = len(self._entries)
         if size < self.maxsize:
             self._entries.append(entry)

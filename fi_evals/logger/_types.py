@@ -49,6 +49,9 @@ class LoggedScore:
         error: why there is no output (``failed`` and ``rejected``), else None.
         metadata: what the caller passed to ``log(..., metadata=...)``. For scores replayed
             from another process's spool it went through JSON (values may have become text).
+        trace_id, span_id: the OpenTelemetry trace and span current when ``log()`` was called
+            (W3C hex, 32 and 16 digits), kept through the spool; None without OpenTelemetry
+            or without a current span.
     """
 
     eval_name: str
@@ -60,6 +63,8 @@ class LoggedScore:
     eval_id: str | None = None
     error: str | None = None
     metadata: Any = None
+    trace_id: str | None = None
+    span_id: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -40,8 +40,9 @@ from typing import Any
 
 from fi_evals._constants import COMPAT_MAX_BATCH_SIZE
 from fi_evals._exceptions import FiEvalsError, ItemError
+from fi_evals._otel import hex_ids
 from fi_evals.logger._link import Link
-from fi_evals.logger._prepare import Item, Preparer
+from fi_evals.logger._prepare import Item, Preparer, trace_of
 from fi_evals.logger._queue import Entry, ScoreQueue
 from fi_evals.logger._spool import Spool, SpooledBatch
 from fi_evals.logger._types import LoggedScore, LoggerError
@@ -140,7 +141,7 @@ class Worker:
                 self.link.pending[eval_id] = Item(
                     gen=gen, lseq=lseq, eval_name=name, grp="", batchable=True, wire={},
                     model=None, params=None, metadata=rec.get("metadata"), callback=None,
-                    own=False)
+                    own=False, trace=trace_of(rec))
         if saved:
             log.info("score logger: fetching the results of %d scores an earlier logger "
                      "submitted", len(saved))
@@ -209,9 +210,11 @@ class Worker:
             except (FiEvalsError, TypeError, ValueError) as exc:
                 name = (entry.eval_name if isinstance(entry.eval_name, str)
                         else repr(entry.eval_name))
+                ids = hex_ids(entry.trace) or (None, None)
                 self.link.ready_scores.append((
                     LoggedScore(name, "rejected", metadata=entry.metadata,
-                                error=f"{type(exc).__name__}: {exc}"),
+                                error=f"{type(exc).__name__}: {exc}", trace_id=ids[0],
+                                span_id=ids[1]),
                     entry.callback, entry.lseq))
                 self.link.poll_wake.set()
         return items

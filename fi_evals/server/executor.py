@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fi_evals import _otel
 from fi_evals.catalogue import CATALOGUE
 from fi_evals.protocol import EvalStatus
 from fi_evals.server.evaluators import (
@@ -71,8 +72,12 @@ def _overrides_many(evaluator: BaseEvaluator) -> bool:
 
 def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
                    params: Mapping[str, Any], model: str | None,
-                   sim_latency_ms: int = 0) -> list[ItemResult]:
+                   sim_latency_ms: int = 0, *, eval_ids: Sequence[str] = (),
+                   is_async: bool | None = None) -> list[ItemResult]:
     """Evaluate items in order; never raises for an item's failure.
+
+    With OpenTelemetry, inside a ``fi_evals.server.evaluate`` span (template, items, model,
+    eval ids, failed; never params or keys, inputs only when ``FI_OTEL_INPUTS=1``).
 
     Args:
         evaluator: the template's evaluator.
@@ -80,10 +85,30 @@ def evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
         params: validated template parameters.
         model: judge model, if any.
         sim_latency_ms: every evaluation takes at least this long (``--sim-latency-ms``).
+        eval_ids: the items' eval ids, for the span only.
+        is_async: whether the items came from an async submission, for the span only.
 
     Returns:
         One :class:`ItemResult` per item, in input order.
     """
+    attributes: dict[str, Any] = {
+        "fi_evals.template": evaluator.template.name, "fi_evals.items": len(items),
+        "fi_evals.model": model, "fi_evals.is_async": is_async}
+    with _otel.span("fi_evals.server.evaluate", **attributes) as current:
+        results = _evaluate_items(evaluator, items, params, model, sim_latency_ms)
+        if current is not None and current.is_recording():  # no work for a no-op tracer
+            failed = sum(1 for r in results if r.status != EvalStatus.COMPLETED)
+            _otel.set_attributes(current, **{"fi_evals.failed": failed,
+                                             "fi_evals.eval_ids": _otel.eval_ids(eval_ids),
+                                             "fi_evals.inputs": _otel.inputs_text(items)})
+            if failed:
+                _otel.set_error(current, f"{failed} of {len(results)} evaluations failed")
+        return results
+
+
+def _evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]],
+                    params: Mapping[str, Any], model: str | None,
+                    sim_latency_ms: int) -> list[ItemResult]:
     if _overrides_many(evaluator) and len(items) > 1:
         return _evaluate_together(evaluator, items, params, model, sim_latency_ms)
     results = []
@@ -285,7 +310,8 @@ class ThreadWorkerPool(JobExecutor):
             return [ItemResult(status=EvalStatus.FAILED, output=None, reason=None, runtime=0,
                                error_message=str(evaluator))] * len(group)
         return evaluate_items(evaluator, [job.inputs for job in group], group[0].params,
-                              group[0].model, self.sim_latency_ms)
+                              group[0].model, self.sim_latency_ms,
+                              eval_ids=[job.eval_id for job in group], is_async=True)
 
     def _save(self, finished: list[FinishedJob]) -> None:
         if not finished:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fi_evals import _constants as C
+from fi_evals import _otel
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import error_body, printable
 from fi_evals.server.faults import FaultPlan
@@ -145,8 +146,16 @@ class Gateway:
                 message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)
 
+        route = path if path in _ROUTES else "other"
         try:
-            await self._handle(scope, receive, send, send_with_headers, headers, extra, status)
+            with _otel.server_span("fi_evals.server.request", headers, **{
+                    "http.request.method": scope["method"], "http.route": route,
+                    "fi_evals.request_id": rid}) as current:
+                try:
+                    await self._handle(scope, receive, send, send_with_headers, headers, extra,
+                                       status)
+                finally:
+                    _request_span_end(current, status[0])
         except Exception as exc:  # noqa: BLE001 - logged once here, answered in the envelope
             self._log_failure(scope, rid, exc)
             if status[0] is None:
@@ -163,7 +172,6 @@ class Gateway:
                     [(b"retry-after", self._retry_overloaded), _CLOSE])
         finally:
             self.inflight -= 1
-            route = path if path in _ROUTES else "other"
             code = str(500 if status[0] is None else status[0])
             self.metrics.http_requests.labels(route, code).inc()
             if self.config.access_log:
@@ -316,6 +324,19 @@ class Gateway:
     def __repr__(self) -> str:
         return (f"<Gateway inflight={self.inflight} draining={self.draining} "
                 f"faults={self.faults!r} limiter={self.limiter!r}>")
+
+
+def _request_span_end(current: Any, status: int | str | None) -> None:
+    """The answer's status code on the request's span (None: no OpenTelemetry); a 5xx, or no
+    answer at all, marks it failed (4xx are the caller's errors, not the server's)."""
+    if current is None:
+        return
+    if isinstance(status, int):
+        current.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            _otel.set_error(current, f"answered {status}")
+    elif status is not None:
+        current.set_attribute("error.type", str(status))
 
 
 async def _answer(send: Send, status: int, body: bytes,

@@ -176,7 +176,8 @@ class EvalService:
         template = request.template
         name, output_type = template.name, template.output_type
         results = evaluate_items(request.evaluator, request.items, request.params,
-                                 request.model, self.config.sim_latency_ms)
+                                 request.model, self.config.sim_latency_ms, eval_ids=ids,
+                                 is_async=False)
         jobs, evaluations = [], []
         failed = 0
         for eval_id, item, r in zip(ids, request.items, results, strict=True):

@@ -32,6 +32,9 @@ EXPECTED = {
     "11_asyncio.py": ("one evaluation: Passed", "batch: 2000 rows scored", "streamed: 270/300",
                       "async task: 50/50", "cancelled: the batch stopped sending",
                       "logged score: is_json completed Failed (req-42)"),
+    "12_opentelemetry.py": ("evaluate: Passed, Failed", "logged score: is_json completed Failed",
+                            "handle_request: eval.is_json.passed=False, eval.is_json.score=0.0",
+                            "fi_evals.server.evaluate x2", "in the request's trace: "),
     # The hosted cookbook's documented lines, and the extra ungrounded case.
     "09_hosted_async_cookbook.py": (
         "Score: 1.0  Passed: True", "Score: 0.0  Passed: False", "Submitted async eval",
@@ -52,7 +55,8 @@ def test_every_cookbook_is_checked() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_cookbook_runs(script: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != C.ENV_BASE_URL}  # always offline
+    env = {k: v for k, v in os.environ.items()  # always offline
+           if k != C.ENV_BASE_URL and not k.startswith("OTEL_EXPORTER_OTLP")}
     with FakeJudge(known_models=[JUDGE_MODEL], judge_content=True) as judge:
         if script in JUDGED:
             env.update({C.ENV_JUDGE_BASE_URL: judge.url, C.ENV_JUDGE_MODEL: JUDGE_MODEL})
@@ -65,3 +69,39 @@ def test_cookbook_runs(script: str) -> None:
     if script in JUDGED:  # hosted model names never reach the provider; its model judged all
         assert judge.requests and set(judge.models) == {JUDGE_MODEL}
         assert "Timed out" not in done.stdout and "failed:" not in done.stdout
+
+
+def test_opentelemetry_cookbook_exports_to_the_suites_receiver() -> None:
+    """Recipe 12 with OTEL_EXPORTER_OTLP_ENDPOINT pointing at a receiver this test runs: the
+    spans arrive over OTLP/HTTP (protobuf), one trace from the handler's span to the server's
+    evaluation, the verdict on the handler's span, no keys and no inputs."""
+    sys.path.insert(0, str(COOKBOOKS))
+    try:
+        from _otlp_receiver import OtlpReceiver
+    finally:
+        sys.path.remove(str(COOKBOOKS))
+    env = {k: v for k, v in os.environ.items()
+           if k != C.ENV_BASE_URL and not k.startswith("OTEL_EXPORTER_OTLP")}
+    with OtlpReceiver() as receiver:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url
+        done = subprocess.run([sys.executable, "12_opentelemetry.py"], cwd=COOKBOOKS,
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"exported to {receiver.url}" in done.stdout
+    assert receiver.requests >= 1
+    names = receiver.names()
+    assert names["handle_request"] == 1 and names["fi_evals.evaluate"] == 1
+    assert names["fi_evals.server.request"] >= 2 and names["fi_evals.server.evaluate"] == 2
+    (handled,) = [s for s in receiver.spans if s.name == "handle_request"]
+    assert handled.service == "checkout-service"
+    assert handled.attributes["eval.is_json.score"] == 0.0
+    assert handled.attributes["eval.is_json.passed"] is False
+    trace = {s.name for s in receiver.spans if s.trace_id == handled.trace_id}
+    assert {"fi_evals.evaluate", "fi_evals.request", "fi_evals.server.request",
+            "fi_evals.server.evaluate"} <= trace
+    evaluate = next(s for s in receiver.spans if s.name == "fi_evals.evaluate")
+    assert evaluate.parent_span_id == handled.span_id
+    assert f"trace {handled.trace_id}, span {handled.span_id}" in done.stdout  # the score's ids
+    for span in receiver.spans:  # the inputs the recipe sent never left in a span
+        assert "not json" not in repr(span.attributes) and '{"ok": true}' not in repr(
+            span.attributes)

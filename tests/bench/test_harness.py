@@ -5,7 +5,8 @@
 and checks that every scenario ran, every contender produced a figure whose counts add up
 (the server's ``/metrics`` saw exactly the evaluations asked for), and the report was written.
 M (the offline model templates) runs when the ``models`` extra is installed, and is reported as
-skipped, not crashed, when it is not.
+skipped, not crashed, when it is not. A (issue 19: P2 awaited beside a 10 ms ticker, against a
+native httpx prototype) reports the loop's tick rate and longest gap.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     out, stdout = smoke
     data = json.loads((out / "latest.json").read_text())
     results, analysis = data["results"], data["analysis"]
-    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5", "M", "V"]
+    assert list(results["scenarios"]) == ["P1", "P2", "P3", "P4", "P5", "M", "V", "A"]
     assert results["meta"]["smoke"] and results["meta"]["machine"]["cores"] >= 1
     for key in ("P1", "P2", "P3"):
         for name, c in analysis["scenarios"][key]["contenders"].items():
@@ -52,12 +53,27 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     assert not any(name.startswith("official") for name in p1)  # no venv in make test
     assert analysis["scenarios"]["P4"]["sizes"]
     assert set(analysis["scenarios"]["P5"]["scenarios"]) == {"burst", "service"}
-    assert len(analysis["targets"]) == 10
+    assert len(analysis["targets"]) == 11
     assert "P1" in stdout and "Targets" in stdout
     v = analysis["scenarios"]["V"]
     assert v["runs_ok"] == v["runs"] == 1 and v["rows"] == SMOKE.v_rows
     assert v["timings"]["first_page"]["rows"] == 50 and v["peak_rss_mb"] > 0
     assert [t["holds"] for t in analysis["targets"] if t["scenario"] == "V"] == [True, True]
+    a = analysis["scenarios"]["A"]
+    assert a["runs_ok"] == a["runs"] == 1
+    native = "async (httpx native prototype)"  # httpx comes with the bench extra only
+    if importlib.util.find_spec("httpx") is None:
+        assert set(a["clients"]) == {"sync", "async (thread engine)"}
+        assert "httpx is not installed" in a["skipped_clients"][native]
+    else:
+        assert set(a["clients"]) == {"sync", "async (thread engine)", native}
+    for name, c in a["clients"].items():
+        assert c["items"] == SMOKE.a_items and c["items_per_s"] > 0, name
+        if name != "sync":
+            assert 0 < c["ticks_per_s"] <= 101 and c["max_gap_ms"] > 0, (name, c)
+    (gap,) = [t for t in analysis["targets"] if t["scenario"] == "A"]
+    assert gap["holds"] in (True, False) and "ticks/s" in gap["achieved_text"]
+    assert "bench_asyncio.py run 1/1" in stdout and "longest gap" in stdout
 
 
 _HAS_MODELS = all(importlib.util.find_spec(name) is not None
@@ -112,7 +128,8 @@ def test_sdk_chunks_fill_whole_waves() -> None:
 
 def test_full_sizes_are_the_issues() -> None:
     assert (FULL.p1, FULL.p2, FULL.p3, FULL.p4) == (100_000, 5_000, 20_000, (10_000, 1_000_000))
-    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5", "M", "V"]
+    assert [s.key for s in scenarios(FULL)] == ["P1", "P2", "P3", "P4", "P5", "M", "V", "A"]
+    assert FULL.a_items == FULL.p2  # A is P2, awaited
     assert FULL.v_rows == 1_000_000
     assert (FULL.m_items, FULL.m_lengths) == (3_000, ("short", "sentence"))
     (m,) = [s for s in scenarios(FULL) if s.key == "M"]
@@ -198,3 +215,36 @@ def test_m_without_the_models_extra_is_skipped_not_crashed(
     assert report.crashed(results) == []
     text = report.console(results, analysis)
     assert text.count(reason) == 2  # the target's note and the M section
+
+
+def _a_round(gap: float, ticks: float, httpx_rate: float | None) -> dict[str, object]:
+    results: list[dict[str, object]] = [
+        {"client": "sync", "items": 5000, "items_per_s": 580.0},
+        {"client": "async (thread engine)", "items": 5000, "items_per_s": 590.0,
+         "ticks_per_s": ticks, "max_gap_ms": gap, "p99_gap_ms": 14.0}]
+    results.append({"client": "async (httpx native prototype)", "skipped": "no httpx"}
+                   if httpx_rate is None else
+                   {"client": "async (httpx native prototype)", "items": 5000,
+                    "items_per_s": httpx_rate, "ticks_per_s": 97.0, "max_gap_ms": 20.0,
+                    "p99_gap_ms": 13.0})
+    return {"results": results}
+
+
+def test_a_target_is_the_worst_rounds_longest_gap() -> None:
+    runs = [_a_round(30.0, 96.0, 600.0), _a_round(120.0, 90.0, 610.0),
+            _a_round(40.0, 95.0, 605.0)]
+    results = {"meta": {}, "scenarios": {"A": {"title": "t", "runs": runs}}}
+    analysis = report.analyze(results)
+    (target,) = analysis["targets"]
+    assert target["achieved"] == 120.0 and target["holds"] is False
+    assert "95.0 of 100 ticks/s" in target["achieved_text"]  # the median tick rate
+    clients = analysis["scenarios"]["A"]["clients"]
+    assert clients["async (httpx native prototype)"]["items_per_s"] == 605.0
+    runs[1] = _a_round(35.0, 96.0, None)  # without httpx: said, and the target still holds
+    analysis = report.analyze(results)
+    assert analysis["targets"][0]["holds"] is True
+    assert analysis["scenarios"]["A"]["skipped_clients"] == {
+        "async (httpx native prototype)": "no httpx"}
+    page = markdown.tables(results, analysis)
+    assert "| async (thread engine) | 5,000 | 590.0 | 96.0 | 40.0 | 14.0 | 3 |" in page
+    assert "async (httpx native prototype): no httpx" in page

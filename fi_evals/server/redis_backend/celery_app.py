@@ -149,7 +149,8 @@ class WorkerState:
                        BaseEvaluator.evaluate_many else [[job] for job in group])
             for batch in batches:
                 results = evaluate_items(evaluator, [j.inputs for j in batch], first.params,
-                                         first.model, sim_latency_ms)
+                                         first.model, sim_latency_ms,
+                                         eval_ids=[j.eval_id for j in batch], is_async=True)
                 yield from zip(batch, results, strict=True)
 
     def __repr__(self) -> str:
