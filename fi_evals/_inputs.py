@@ -89,14 +89,15 @@ class TemplateSpec:
         keys: every input key it reads, in a stable order, with kind and whether it is required.
         output_type: ``Pass/Fail``, ``score``, ``choices`` or ``numeric``.
         params: JSON schema of ``config.params`` (may be empty).
-        source: ``"catalogue"`` or ``"server"``.
+        source: ``"catalogue"``, ``"server"``, or ``"function"`` (a Python function metric,
+            run by the client: :mod:`fi_evals.batch.metrics`).
     """
 
     name: str
     keys: tuple[InputKey, ...]
     output_type: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
-    source: Literal["catalogue", "server"] = "catalogue"
+    source: Literal["catalogue", "server", "function"] = "catalogue"
 
     @classmethod
     def from_template(cls, template: Template) -> TemplateSpec:

@@ -28,9 +28,13 @@ from fi_evals.batch.errors import (
     DeadlineExceededError,
     JournalError,
     JournalMismatchError,
+    MetricError,
+    MetricResultError,
+    MetricTimeoutError,
     TaskError,
     TaskTimeoutError,
 )
+from fi_evals.batch.metrics import FunctionMetric, load_metric, metric
 from fi_evals.batch.output import BatchItem, read_jsonl
 from fi_evals.batch.result import BatchResult, ThresholdCheck
 from fi_evals.batch.specs import EvalSpec, parse_eval_spec
@@ -45,14 +49,20 @@ __all__ = [
     "ConcurrencyChange",
     "DeadlineExceededError",
     "EvalSpec",
+    "FunctionMetric",
     "JournalError",
     "JournalMismatchError",
     "KeyMapping",
+    "MetricError",
+    "MetricResultError",
+    "MetricTimeoutError",
     "TaskError",
     "TaskTimeoutError",
     "TemplateStats",
     "ThresholdCheck",
     "evaluate_batch",
+    "load_metric",
+    "metric",
     "parse_eval_spec",
     "read_jsonl",
 ]

@@ -38,15 +38,20 @@ from fi_evals.batch.errors import (
     BatchInterruptedError,
     DeadlineExceededError,
     JournalMismatchError,
+    MetricError,
+    MetricResultError,
+    MetricTimeoutError,
     TaskError,
     TaskTimeoutError,
     item_error,
 )
-from fi_evals.batch.journal import Journal, JournalEntry, default_task_dump
+from fi_evals.batch.journal import Journal, JournalEntry, body_hash, default_task_dump
+from fi_evals.batch.metrics import row_view
 from fi_evals.batch.output import BatchItem, ItemSink
 from fi_evals.batch.plan import (
     ChunkState,
     InFlight,
+    MetricCall,
     PollCall,
     Request,
     RequestCall,
@@ -99,6 +104,14 @@ class Coordinator:
         # Plain tasks run on the pool; async ones on one event loop of this batch.
         self._tasks = (TaskRunner(settings.task, self.pool) if settings.task is not None
                        else None)
+        # Function metrics run like tasks: a plain function on the pool, async on a loop.
+        self._metrics = {e: TaskRunner(spec.function.fn, self.pool)
+                         for e, (spec, _) in enumerate(settings.specs)
+                         if spec.function is not None}
+        self._metric_queue: deque[tuple[ChunkState, int, int]] = deque()
+        self._metric_open: dict[tuple[int, int], int] = {}
+        self._metric_hash: dict[tuple[int, int], str] = {}
+        self._running_metrics = 0
         self._futures: dict[Future[Any], InFlight] = {}
         self._in_flight = 0
         self._running_tasks = 0
@@ -132,6 +145,8 @@ class Coordinator:
         finally:
             if self._tasks is not None:
                 self._tasks.close()  # stops the async tasks' event loop, if one was started
+            for runner in self._metrics.values():
+                runner.close()
             self.transport.remove_throttle_listener(self.limit.on_throttle)
             after = self.transport.stats()
             self.stats.requests = after.requests - before.requests
@@ -235,6 +250,8 @@ class Coordinator:
                                         max_batch_size=self.s.max_batch_size)
         for pos, e, error in errors:
             self._settle_error(chunk, pos, e, error)
+        for e in self._metrics:
+            self._plan_metric(chunk, e)
         for request in requests:
             entry = (self.journal.lookup(chunk.number, request.spec, request.part)
                      if self.journal else None)
@@ -242,6 +259,50 @@ class Coordinator:
                 self._send.append(request)
             else:
                 self._resume(request, entry)
+
+    def _plan_metric(self, chunk: ChunkState, e: int) -> None:
+        """Queue a function metric on the chunk's open rows, or take its journaled outcomes
+        when a previous run finished them on the same rows."""
+        positions = [pos for pos in range(len(chunk.rows))
+                     if chunk.results[pos][e] is None and pos not in chunk.task_errors]
+        if not positions:
+            return
+        views = [default_task_dump(self._metric_row(chunk, pos)) for pos in positions]
+        key = (chunk.number, e)
+        self._metric_hash[key] = body_hash({"positions": positions, "rows": views})
+        recorded = self.journal.metric_outputs(*key) if self.journal is not None else None
+        if recorded is not None and recorded[0] == self._metric_hash[key]:
+            positions = self._restore_metric(chunk, e, positions, recorded[1])
+            if not positions:
+                return
+        self._metric_open[key] = len(positions)
+        self._metric_queue.extend((chunk, pos, e) for pos in positions)
+
+    def _restore_metric(self, chunk: ChunkState, e: int, positions: list[int],
+                        outcomes: list[Any]) -> list[int]:
+        """Settle the journaled outcomes; returns the positions to run again (retryable
+        errors, such as a timeout)."""
+        name = self.s.specs[e][0].name
+        output_type = self.s.specs[e][1].output_type
+        again = []
+        for pos in positions:
+            entry = outcomes[pos] if pos < len(outcomes) else None
+            if isinstance(entry, list) and len(entry) == 3:
+                self._settle(chunk, pos, e, EvalResult(
+                    name=name, output=entry[0], reason=entry[1], runtime=entry[2],
+                    output_type=output_type))
+                self.stats.resumed += 1
+            elif isinstance(entry, dict) and not entry.get("retryable"):
+                self._settle_error(chunk, pos, e, ItemError(
+                    str(entry.get("type")), str(entry.get("message")), None, False))
+                self.stats.resumed += 1
+            else:
+                again.append(pos)
+        return again
+
+    def _metric_row(self, chunk: ChunkState, pos: int) -> dict[str, Any]:
+        task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
+        return row_view(chunk.row(pos), task_output)
 
     def _resume(self, request: Request, entry: JournalEntry) -> None:
         assert self.journal is not None
@@ -274,6 +335,13 @@ class Coordinator:
             future = self._tasks.submit(chunk.rows[pos])  # type: ignore[arg-type]
             self._futures[future] = TaskCall(chunk, pos, started)
             self._running_tasks += 1
+        while self._metric_queue and self._running_metrics < self.s.max_workers:
+            chunk, pos, e = self._metric_queue.popleft()
+            if chunk.results[pos][e] is not None:
+                continue  # settled meanwhile (the batch stopped)
+            future = self._metrics[e].submit(self._metric_row(chunk, pos))
+            self._futures[future] = MetricCall(chunk, pos, e, time.monotonic())
+            self._running_metrics += 1
         while self._send and self._in_flight < self.limit.limit:
             request = self._send.popleft()
             if self.journal is not None and not request.journaled:
@@ -332,7 +400,7 @@ class Coordinator:
         if self.s.deadline is not None:
             timeout = min(timeout, max(0.0, self.s.deadline - now))
         if not self._futures:
-            if timeout > 0 and not (self._send or self._task_queue):
+            if timeout > 0 and not (self._send or self._task_queue or self._metric_queue):
                 time.sleep(timeout)
             return set()
         done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -346,6 +414,9 @@ class Coordinator:
             if isinstance(call, TaskCall):
                 self._running_tasks -= 1
                 self._on_task(future, call.chunk, call.pos)
+            elif isinstance(call, MetricCall):
+                self._running_metrics -= 1
+                self._on_metric(future, call)
             elif isinstance(call, RequestCall):
                 self._in_flight -= 1
                 self._on_request(future, call.request)
@@ -362,6 +433,44 @@ class Coordinator:
         chunk.tasks_pending -= 1
         if chunk.tasks_pending == 0:
             self._tasks_done(chunk)
+
+    def _on_metric(self, future: Future[Any], call: MetricCall) -> None:
+        spec = self.s.specs[call.spec][0]
+        assert spec.function is not None
+        runtime_ms = (time.monotonic() - call.started) * 1000.0
+        try:
+            result = spec.function.result(future.result(), runtime_ms)
+        except MetricResultError as exc:
+            self._settle_error(call.chunk, call.pos, call.spec, item_error(exc))
+        except Exception as exc:  # noqa: BLE001 - the metric is the caller's code: anything may come out
+            self._settle_error(call.chunk, call.pos, call.spec, item_error(
+                MetricError(f"{type(exc).__name__}: {exc}")))
+        else:
+            self._settle(call.chunk, call.pos, call.spec, result)
+        self._metric_done(call.chunk, call.spec)
+
+    def _metric_done(self, chunk: ChunkState, e: int) -> None:
+        """One call fewer open; once the chunk's are all in, journal its outcomes."""
+        key = (chunk.number, e)
+        self._metric_open[key] -= 1
+        if self._metric_open[key] > 0:
+            return
+        del self._metric_open[key]
+        rows_hash = self._metric_hash.pop(key)
+        if self.journal is None:
+            return
+        outcomes: list[Any] = []
+        for pos in range(len(chunk.rows)):
+            r = chunk.results[pos][e]
+            if r is None or pos in chunk.task_errors:
+                outcomes.append(None)
+            elif r.ok:
+                outcomes.append([r.output, r.reason, r.runtime])
+            else:
+                error = r.error or ItemError("MetricError", r.reason or "no result")
+                outcomes.append({"type": error.type, "message": error.message,
+                                 "retryable": error.retryable})
+        self.journal.record_metric(chunk.number, e, rows_hash, outcomes)
 
     def _on_request(self, future: Future[Any], request: Request) -> None:
         chunk, e = request.chunk, request.spec
@@ -445,6 +554,14 @@ class Coordinator:
                 chunk.tasks_pending -= 1
                 if chunk.tasks_pending == 0:
                     self._tasks_done(chunk)
+            elif isinstance(call, MetricCall) and now - call.started > limit:
+                del self._futures[future]
+                future.cancel()
+                self._running_metrics -= 1
+                self._settle_error(call.chunk, call.pos, call.spec, item_error(
+                    MetricTimeoutError(f"the metric did not return within "
+                                       f"item_timeout={limit:g}s")))
+                self._metric_done(call.chunk, call.spec)
         # Async evaluations wait in submission order: only the head can be overdue.
         while self._waiting:
             eval_id, (request, _) = next(iter(self._waiting.items()))
@@ -503,6 +620,7 @@ class Coordinator:
         self._exhausted = True
         self._send.clear()
         self._task_queue.clear()
+        self._metric_queue.clear()
         for future in list(self._futures):
             if future.cancel():
                 self._futures.pop(future)
@@ -528,7 +646,7 @@ class Coordinator:
             polled = False
             while time.monotonic() < until:
                 pending = [f for f, call in self._futures.items()
-                           if not isinstance(call, TaskCall)]
+                           if not isinstance(call, (TaskCall, MetricCall))]
                 if not pending:
                     if polled or not self._waiting:
                         return

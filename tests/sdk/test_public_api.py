@@ -17,7 +17,8 @@ PUBLIC = [
     "APIConnectionError", "APIError", "APITimeoutError", "AsyncEvaluator", "AsyncScoreLogger",
     "AuthenticationError", "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult",
     "ConflictError", "EvalFailedError", "EvalHandle",
-    "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "IdempotencyError", "InvalidInputError",
+    "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "FunctionMetric", "IdempotencyError",
+    "InvalidInputError",
     "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError",
     "NotFoundError", "OverloadedError", "OverflowPolicy",
     "PermissionDeniedError", "PollBackoff", "ProtocolError", "RateLimitError", "RedirectError",
@@ -25,7 +26,7 @@ PUBLIC = [
     "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TemplateUnavailableError",
     "TransportStats",
     "UnknownTemplateError",
-    "Verdict", "WaitTimeoutError", "__version__", "evaluate",
+    "Verdict", "WaitTimeoutError", "__version__", "evaluate", "metric",
 ]
 
 
