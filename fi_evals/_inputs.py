@@ -24,6 +24,7 @@ The steps, all before any request (PROTOCOL.md section A, "One item or a batch")
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import numbers
@@ -114,6 +115,15 @@ class TemplateSpec:
                      required=n not in optional)
             for n in names)
         return cls(info.name, keys, cfg.output, cfg.params, "server")
+
+    def for_params(self, params: Mapping[str, Any] | None) -> TemplateSpec:
+        """This template as these parameters run it: a template with an ``output_type``
+        parameter (``custom_judge``) outputs the type they give."""
+        chosen = (params or {}).get("output_type")
+        if (not isinstance(chosen, str) or chosen == self.output_type
+                or "output_type" not in (self.params or {}).get("properties", {})):
+            return self
+        return dataclasses.replace(self, output_type=chosen)
 
     @cached_property  # read per item on the hot path; the spec is immutable
     def key_names(self) -> tuple[str, ...]:

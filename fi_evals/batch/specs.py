@@ -305,6 +305,7 @@ def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
         else:
             template = resolve_template(spec.name, server_templates=server_templates)
             check_params(spec.params, template)
+            template = template.for_params(spec.params)
         label = spec.label or (spec.display if names.count(spec.name) > 1 else spec.name)
         out.append((EvalSpec(name=spec.name, params=dict(spec.params), label=label,
                              key_mapping=dict(spec.key_mapping), model=spec.model,

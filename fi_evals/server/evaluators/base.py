@@ -29,6 +29,17 @@ isolated child process (its parameters are programs: patterns, schemas), ``"larg
 up to the inline size cap and isolated above it (quadratic cost in the text length)."""
 
 
+CACHED_TAG = ", cached]"
+"""How a judge outcome answered from the judge cache ends its reason (``[judge M, prompt P,
+cached]``): the record keeps no other trace of it, through SQLite and Redis alike."""
+
+
+def from_cache(reason: str | None) -> bool:
+    """True when ``reason`` is a judge outcome's answered from the judge cache: the wire's
+    ``cached: true`` (PROTOCOL.md B, additive; absent otherwise)."""
+    return bool(reason) and reason.endswith(CACHED_TAG)  # type: ignore[union-attr]
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A verdict: ``output`` is "Passed"/"Failed", a float in [0, 1], or the chosen labels.
