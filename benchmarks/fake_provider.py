@@ -91,6 +91,7 @@ class FakeProvider:
 
     Attributes:
         calls, throttled, answered, prompt_tokens: counts (429s are ``throttled``).
+        answered_at: ``time.monotonic()`` of every call let through (the rate it served).
         requests, headers: every request body and its headers, in arrival order.
         max_in_flight: the most requests served at once.
     """
@@ -107,6 +108,7 @@ class FakeProvider:
         self.throttled = 0
         self.answered = 0
         self.prompt_tokens = 0
+        self.answered_at: list[float] = []
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.max_in_flight = 0
@@ -158,6 +160,7 @@ class FakeProvider:
                 if self.tokens is not None:
                     self.tokens.level -= cost
                 self.answered += 1
+                self.answered_at.append(now)
                 self.prompt_tokens += usage["prompt_tokens"]
             headers = self._limit_headers()
         if wait > 0:

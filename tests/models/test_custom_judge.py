@@ -126,16 +126,22 @@ def test_listed_and_unavailable_without_a_judge(server_factory: Any,
     assert "custom_judge" in capsys.readouterr().out
 
 
-def test_evaluate_batch_counts_a_score_rubric_as_a_score(server_factory: Any,
-                                                         judge: FakeJudge) -> None:
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_evaluate_batch_counts_a_score_rubric_as_a_score(server_factory: Any, judge: FakeJudge,
+                                                         tmp_path: Any, is_async: bool) -> None:
     server = server_factory(judge_url=judge.url, judge_model="judge-small", judge_timeout=5.0)
     rows = [{"answer": f"Refund {i} sent", "question": "Where is my refund?"} for i in range(4)]
     spec = {"eval": "custom_judge", "label": "next_step",
             "params": {"criteria": CRITERIA, "output_type": "score"}}
+    options: dict[str, Any] = {"key_mapping": {"output": "answer", "input": "question"},
+                               "progress": False, "thresholds": {"next_step": 0.4},
+                               "is_async": is_async, "journal": tmp_path / "j.journal"}
     with Evaluator(server.api_key, server.secret_key, server.url, max_workers=2) as ev:
-        result = ev.evaluate_batch(rows, [spec], key_mapping={"output": "answer",
-                                                              "input": "question"},
-                                   progress=False, thresholds={"next_step": 0.4})
-    stats = result.stats.templates["next_step"]
-    assert stats.output_type == "score" and stats.mean_score == 0.5  # the provider's score
-    assert result.passed
+        result = ev.evaluate_batch(rows, [spec], **options)
+        stats = result.stats.templates["next_step"]
+        assert stats.output_type == "score" and stats.mean_score == 0.5  # the provider's score
+        assert result.passed and len(judge.requests) == 4
+        assert {it.results["next_step"].output_type for it in result} == {"score"}
+        resumed = ev.evaluate_batch(rows, [spec], **options)  # the journal: nothing sent again
+    assert resumed.complete and resumed.stats.resumed == 4  # re-attached by eval id
+    assert resumed.stats.templates["next_step"].mean_score == 0.5 and len(judge.requests) == 4
