@@ -165,7 +165,8 @@ class FakeJudge(FakeProvider):
         match = re.search(r"running the check '([^']+)'", chat[0]["content"])
         name = match.group(1) if match else ""
         template = CATALOGUE.get(name)
-        if self.judge_content and template is not None and template.output_type != "choices":
+        if (self.judge_content and template is not None and template.output_type != "choices"
+                and name != "custom_judge"):  # its output type is the request's, not listed
             inputs = json.loads(chat[1]["content"].split("\n", 1)[1])  # after "Inputs:"
             judged = support_judgment(template.output_type, inputs)
             if judged is not None:
