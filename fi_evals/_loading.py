@@ -13,14 +13,15 @@ import os
 import sys
 from typing import Any
 
-from fi_evals._exceptions import FiEvalsError
-
 __all__ = ["ImportTargetError", "import_attr"]
 
 
-class ImportTargetError(FiEvalsError, ValueError):
+class ImportTargetError(ValueError):
     """A ``MODULE:ATTR`` reference that is malformed, or whose module or attribute cannot be
-    imported (raised before anything runs; ``fi-evals`` exits 2 with this message)."""
+    imported (raised before anything runs; ``fi-evals`` exits 2 with this message).
+
+    A ValueError (not an SDK error): this module is shared by the client and the server,
+    which imports nothing of the client."""
 
 
 def import_attr(ref: str, *, flag: str) -> Any:

@@ -21,6 +21,7 @@ requests), :mod:`~fi_evals.batch.engine` (the coordinator), :mod:`~fi_evals.batc
 
 from __future__ import annotations
 
+from fi_evals._loading import ImportTargetError
 from fi_evals.batch.api import KeyMapping, evaluate_batch
 from fi_evals.batch.errors import (
     BatchInterruptedError,
@@ -50,6 +51,7 @@ __all__ = [
     "DeadlineExceededError",
     "EvalSpec",
     "FunctionMetric",
+    "ImportTargetError",
     "JournalError",
     "JournalMismatchError",
     "KeyMapping",

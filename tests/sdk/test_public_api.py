@@ -66,7 +66,7 @@ def test_retry_module_is_neutral():
 
 # Modules both sides may import; the server imports only these and its own modules.
 NEUTRAL = {"fi_evals._cachedir", "fi_evals._constants", "fi_evals._retry", "fi_evals._version",
-           "fi_evals.catalogue",
+           "fi_evals._loading", "fi_evals.catalogue",
            "fi_evals.protocol"}
 
 
