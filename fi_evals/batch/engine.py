@@ -1,8 +1,10 @@
 """The batch coordinator: one thread that reads, plans, sends, polls and emits, in order.
 
 The caller's thread runs the loop; the Evaluator's pool runs the blocking calls (the task,
-``new-eval/`` requests, status polls); an ``async def`` task runs on one event loop of the batch
-(:mod:`~fi_evals.batch.tasks`). Only this thread touches the batch's state, so there are
+function metrics, ``new-eval/`` requests, status polls); an ``async def`` task or metric runs
+on an event loop of the batch (:mod:`~fi_evals.batch.tasks`). A function metric
+(:mod:`~fi_evals.batch.metrics`) is called per row once the row's task is done, at most
+``max_workers`` at once, and its outcomes are journaled per chunk (``fn`` records). Only this thread touches the batch's state, so there are
 no locks beyond the throttle listener's. Each turn of the loop:
 
 1. **fill**: read rows into the window (chunks of ``C``) while it has room, start their tasks;
@@ -267,14 +269,15 @@ class Coordinator:
                      if chunk.results[pos][e] is None and pos not in chunk.task_errors]
         if not positions:
             return
-        views = [default_task_dump(self._metric_row(chunk, pos)) for pos in positions]
         key = (chunk.number, e)
-        self._metric_hash[key] = body_hash({"positions": positions, "rows": views})
-        recorded = self.journal.metric_outputs(*key) if self.journal is not None else None
-        if recorded is not None and recorded[0] == self._metric_hash[key]:
-            positions = self._restore_metric(chunk, e, positions, recorded[1])
-            if not positions:
-                return
+        if self.journal is not None:  # the rows it reads, hashed: a changed row runs again
+            views = [default_task_dump(self._metric_row(chunk, pos)) for pos in positions]
+            self._metric_hash[key] = body_hash({"positions": positions, "rows": views})
+            recorded = self.journal.metric_outputs(*key)
+            if recorded is not None and recorded[0] == self._metric_hash[key]:
+                positions = self._restore_metric(chunk, e, positions, recorded[1])
+                if not positions:
+                    return
         self._metric_open[key] = len(positions)
         self._metric_queue.extend((chunk, pos, e) for pos in positions)
 
@@ -456,9 +459,9 @@ class Coordinator:
         if self._metric_open[key] > 0:
             return
         del self._metric_open[key]
-        rows_hash = self._metric_hash.pop(key)
         if self.journal is None:
             return
+        rows_hash = self._metric_hash.pop(key)
         outcomes: list[Any] = []
         for pos in range(len(chunk.rows)):
             r = chunk.results[pos][e]
