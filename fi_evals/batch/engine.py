@@ -4,7 +4,8 @@ The caller's thread runs the loop; the Evaluator's pool runs the blocking calls 
 function metrics, ``new-eval/`` requests, status polls); an ``async def`` task or metric runs
 on an event loop of the batch (:mod:`~fi_evals.batch.tasks`). A function metric
 (:mod:`~fi_evals.batch.metrics`) is called per row once the row's task is done, at most
-``max_workers`` at once, and its outcomes are journaled per chunk (``fn`` records). Only this thread touches the batch's state, so there are
+``max_workers`` at once, and its outcomes are journaled per chunk (``fn`` records).
+Only this thread touches the batch's state, so there are
 no locks beyond the throttle listener's. Each turn of the loop:
 
 1. **fill**: read rows into the window (chunks of ``C``) while it has room, start their tasks;
