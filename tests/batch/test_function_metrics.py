@@ -201,3 +201,28 @@ def test_sync_evaluator_default_is_the_pool(live_server: RunningServer) -> None:
                    max_workers=2) as ev:
         result = ev.evaluate_batch(_rows(6), [where], progress=False)
     assert result.passed and threading.current_thread().name not in threads
+
+
+def test_a_metric_past_item_timeout_is_an_error_on_its_row(live_server: RunningServer) -> None:
+    async def slow_on_row_2(row: Mapping[str, Any]) -> float:
+        if row["id"] == 2:
+            await asyncio.sleep(30)  # cancelled at item_timeout
+        return 1.0
+
+    with client_for(live_server, max_workers=2) as ev:
+        result = ev.evaluate_batch(_rows(4), [slow_on_row_2], progress=False, item_timeout=0.5)
+    errors = {it.index: it.results["slow_on_row_2"].error for it in result}
+    assert errors[2] is not None and errors[2].type == "MetricTimeoutError"
+    assert errors[2].retryable  # a resumed run calls it again on that row
+    assert [errors[i] for i in (0, 1, 3)] == [None, None, None]
+    assert result.stats.wall_time < 10
+
+
+def test_metric_as_a_decorator() -> None:
+    @metric(pass_threshold=0.8, label="strict")
+    def close(row: Mapping[str, Any]) -> float:
+        return 0.9
+
+    assert (close.name, close.label, close.pass_threshold) == ("close", "strict", 0.8)
+    assert close({"x": 1}) == 0.9 and close.output_type == "score"
+    assert close.reference.endswith(":test_metric_as_a_decorator.<locals>.close")
