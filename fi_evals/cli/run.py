@@ -431,7 +431,9 @@ def _templates_table(templates: list[dict[str, Any]]) -> str:
             here = "local " + mark(cfg["approximation"])
         else:
             here = "yes"
-        rows.append((t["name"], cfg["output"], here, keys, params or "-"))
+        properties = (cfg.get("params") or {}).get("properties", {})
+        output = "output_type" if "output_type" in properties else cfg["output"]  # custom_judge
+        rows.append((t["name"], output, here, keys, params or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4] for r in rows]
     runnable = sum(1 for t in templates if t["config"].get("evaluable", True))
