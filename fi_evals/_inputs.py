@@ -118,12 +118,22 @@ class TemplateSpec:
 
     def for_params(self, params: Mapping[str, Any] | None) -> TemplateSpec:
         """This template as these parameters run it: a template with an ``output_type``
-        parameter (``custom_judge``) outputs the type they give."""
-        chosen = (params or {}).get("output_type")
-        if (not isinstance(chosen, str) or chosen == self.output_type
-                or "output_type" not in (self.params or {}).get("properties", {})):
+        parameter (``custom_judge``) outputs the type they give.
+
+        Raises:
+            InvalidInputError: ``output_type`` is not one its schema lists (checked here, as
+                every row would fail on it).
+        """
+        schema = (self.params or {}).get("properties", {}).get("output_type")
+        if schema is None or params is None or "output_type" not in params:
             return self
-        return dataclasses.replace(self, output_type=chosen)
+        chosen = params["output_type"]
+        allowed = list(schema.get("enum") or [])
+        if chosen not in allowed:
+            raise InvalidInputError(f"parameter 'output_type' must be one of "
+                                    f"{', '.join(allowed)}, not {chosen!r}", template=self.name)
+        return self if chosen == self.output_type else dataclasses.replace(self,
+                                                                           output_type=chosen)
 
     @cached_property  # read per item on the hot path; the spec is immutable
     def key_names(self) -> tuple[str, ...]:

@@ -147,3 +147,15 @@ def test_evaluate_batch_counts_a_score_rubric_as_a_score(server_factory: Any, ju
         resumed = ev.evaluate_batch(rows, [spec], **options)  # the journal: nothing sent again
     assert resumed.complete and resumed.stats.resumed == 4  # re-attached by eval id
     assert resumed.stats.templates["next_step"].mean_score == 0.5 and len(judge.requests) == 4
+
+
+def test_a_bad_output_type_fails_a_batch_before_anything_is_sent(server_factory: Any,
+                                                                judge: FakeJudge) -> None:
+    from fi_evals import InvalidInputError
+
+    server = server_factory(judge_url=judge.url, judge_model="judge-small")
+    spec = {"eval": "custom_judge", "params": {"criteria": CRITERIA, "output_type": "stars"}}
+    with Evaluator(server.api_key, server.secret_key, server.url) as ev, \
+            pytest.raises(InvalidInputError, match="'output_type' must be one of Pass/Fail"):
+        ev.evaluate_batch([{"output": "x"}], [spec], progress=False)
+    assert judge.requests == []
