@@ -12,6 +12,7 @@ server records it on the item as a failed evaluation and keeps going.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,10 +35,14 @@ CACHED_TAG = ", cached]"
 cached]``): the record keeps no other trace of it, through SQLite and Redis alike."""
 
 
+_CACHED_JUDGE_TAG = re.compile(r"\[judge [^\[\]]*, prompt [^\[\],]+" + re.escape(CACHED_TAG) + "$")
+
+
 def from_cache(reason: str | None) -> bool:
-    """True when ``reason`` is a judge outcome's answered from the judge cache: the wire's
-    ``cached: true`` (PROTOCOL.md B, additive; absent otherwise)."""
-    return bool(reason) and reason.endswith(CACHED_TAG)  # type: ignore[union-attr]
+    """True when ``reason`` is a judge outcome's answered from the judge cache (its tag is
+    ``[judge M, prompt P, cached]``): the wire's ``cached: true`` (additive; absent
+    otherwise)."""
+    return bool(reason) and _CACHED_JUDGE_TAG.search(reason or "") is not None
 
 
 @dataclass(frozen=True)
