@@ -113,6 +113,7 @@ class Coordinator:
                          if spec.function is not None}
         self._metric_queue: deque[tuple[ChunkState, int, int]] = deque()
         self._metric_open: dict[tuple[int, int], int] = {}
+        self._metric_chunks: dict[tuple[int, int], ChunkState] = {}
         self._metric_hash: dict[tuple[int, int], str] = {}
         self._running_metrics = 0
         self._futures: dict[Future[Any], InFlight] = {}
@@ -280,6 +281,7 @@ class Coordinator:
                 if not positions:
                     return
         self._metric_open[key] = len(positions)
+        self._metric_chunks[key] = chunk
         self._metric_queue.extend((chunk, pos, e) for pos in positions)
 
     def _restore_metric(self, chunk: ChunkState, e: int, positions: list[int],
@@ -460,9 +462,15 @@ class Coordinator:
         if self._metric_open[key] > 0:
             return
         del self._metric_open[key]
-        if self.journal is None:
+        del self._metric_chunks[key]
+        self._journal_metric(chunk, e)
+
+    def _journal_metric(self, chunk: ChunkState, e: int) -> None:
+        """Record a function metric's outcomes on a chunk (null for rows without one yet: a
+        batch that stops records what its metrics finished, and a rerun calls only the rest)."""
+        rows_hash = self._metric_hash.pop((chunk.number, e), None)
+        if self.journal is None or rows_hash is None:
             return
-        rows_hash = self._metric_hash.pop(key)
         outcomes: list[Any] = []
         for pos in range(len(chunk.rows)):
             r = chunk.results[pos][e]
@@ -474,7 +482,8 @@ class Coordinator:
                 error = r.error or ItemError("MetricError", r.reason or "no result")
                 outcomes.append({"type": error.type, "message": error.message,
                                  "retryable": error.retryable})
-        self.journal.record_metric(chunk.number, e, rows_hash, outcomes)
+        if any(o is not None for o in outcomes):
+            self.journal.record_metric(chunk.number, e, rows_hash, outcomes)
 
     def _on_request(self, future: Future[Any], request: Request) -> None:
         chunk, e = request.chunk, request.spec
@@ -625,6 +634,9 @@ class Coordinator:
         self._send.clear()
         self._task_queue.clear()
         self._metric_queue.clear()
+        for (_, e), chunk in list(self._metric_chunks.items()):
+            self._journal_metric(chunk, e)  # what finished, before the rest gets the error
+        self._metric_chunks.clear()
         for future in list(self._futures):
             if future.cancel():
                 self._futures.pop(future)

@@ -110,8 +110,8 @@ def test_a_resumed_run_does_not_call_the_metric_on_finished_rows(
     def counted(row: Mapping[str, Any]) -> float:
         with lock:
             calls.append(row["id"])
-            if len(calls) == 10:
-                stop.set()  # cancel the first run part-way, as Ctrl-C would
+            if len(calls) == 12:
+                stop.set()  # cancel the first run part-way (in chunk 2), as Ctrl-C would
         return 0.5
 
     journal = tmp_path / "j.journal"
@@ -121,14 +121,17 @@ def test_a_resumed_run_does_not_call_the_metric_on_finished_rows(
         from fi_evals.batch import evaluate_batch
         first = evaluate_batch(ev, _rows(40), [counted, "is_json"], cancel=stop, **options)
         assert first.stopped == "cancelled"
-        journaled = {json.loads(line)["c"] for line in journal.read_text().splitlines()
-                     if json.loads(line)["t"] == "fn"}
-        assert journaled and len(journaled) < 8  # some chunks finished, not all
+        finished = {it.index for it in first.items if it.results["counted"].ok}
+        assert 5 < len(finished) < 40  # some rows finished (a whole chunk at least), not all
+        journaled = [json.loads(line) for line in journal.read_text().splitlines()
+                     if json.loads(line)["t"] == "fn"]
+        assert [r["c"] for r in journaled] == [0, 1, 2]  # chunks 0 and 1, and 2 part-way:
+        assert journaled[2]["out"][2:] == [None, None, None]  # its rows 12-14 did not run
         calls.clear()
         second = ev.evaluate_batch(_rows(40), [counted, "is_json"], **options)
         assert second.complete and second.stats.templates["counted"].scored == 40
-        # Exactly the rows of the chunks the first run did not finish, each once.
-        assert sorted(calls) == [i for i in range(40) if i // 5 not in journaled]
+        # Exactly the rows the first run did not finish, each once.
+        assert sorted(calls) == [i for i in range(40) if i not in finished]
         calls.clear()
         third = ev.evaluate_batch(_rows(40), [counted, "is_json"], **options)
         assert calls == [] and third.stats.templates["counted"].scored == 40
