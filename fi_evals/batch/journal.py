@@ -14,8 +14,9 @@ leaves at worst one torn last line, which the next run skips. The records:
     Written AFTER the answer: the server's eval ids for that submission.
 ``{"t": "fn", "c": CHUNK, "e": EVAL, "h": HASH, "out": [...]}``
     A function metric's outcomes for one chunk (``[output, reason, runtime]``, an error
-    object, or null for rows it was not called on), once all of them are in, with a hash of
-    the rows it read: a rerun takes them instead of calling it again (unless the rows changed).
+    object, or null for rows without one), once all of them are in or when the batch stops,
+    with a hash of the rows it read: a rerun takes them instead of calling it again (unless
+    the rows changed), and calls it on the null and retryable ones. The last record wins.
 
 On a rerun, a submission with ids is re-attached (its results are read with bulk status, not
 run again); one without ids is sent again with the SAME idempotency key, so a server that had
