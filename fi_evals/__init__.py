@@ -47,7 +47,8 @@ _EXPORTS = {
     "Submission": "fi_evals.handles",
     "BatchRunResult": "fi_evals.results",
     "EvalResult": "fi_evals.results",
-    **dict.fromkeys(["BatchItem", "BatchResult", "EvalSpec"], "fi_evals.batch"),
+    **dict.fromkeys(["BatchItem", "BatchResult", "EvalSpec", "FunctionMetric", "metric"],
+                    "fi_evals.batch"),
     **dict.fromkeys(["LoggedScore", "LoggerStats", "OverflowPolicy", "ScoreLogger"],
                     "fi_evals.logger"),
 }

@@ -299,9 +299,9 @@ ENV_JUDGE_TPM = "FI_JUDGE_TPM"
 JUDGE_ANSWER_TOKENS = 100
 """Tokens allowed for a judge's answer when estimating a call before sending it."""
 JUDGE_THROTTLE_PAUSE = 1.0
+"""Seconds the judge's rate budget pauses after a 429 without ``Retry-After``."""
 JUDGE_BUDGET_BURST_SECONDS = 1.0
 """A ``--judge-rpm``/``--judge-tpm`` budget sends at most this many seconds' worth at once."""
-"""Seconds the judge's rate budget pauses after a 429 without ``Retry-After``."""
 HOSTED_MODEL_PREFIXES = ("turing",)
 HOSTED_MODEL_NAMES = frozenset({"protect", "protect_flash"})
 """The hosted service's own model names (``turing_flash``, ``turing_small``, ``turing_large``...,
@@ -318,6 +318,10 @@ EMBEDDING_MAX_TOKENS = 256
 SEMANTIC_MATCH_THRESHOLD = 0.5
 """Default ``similarity_threshold`` of ``semantic_list_contains`` (phrase vs the best span of
 the output: verbatim words score ~0.9-1, paraphrases ~0.5-0.8, unrelated phrases < 0.4)."""
+CUSTOM_JUDGE_MAX_CRITERIA_CHARS = 4000
+"""Longest ``criteria`` of the ``custom_judge`` template (a 400 above it)."""
+CUSTOM_JUDGE_MAX_CHOICES = 50
+"""Most ``choices`` of a ``custom_judge`` with ``output_type: choices``."""
 
 # --- Run store, viewer, diff (fi_evals/runs/) ---
 ENV_HOME = "FI_EVALS_HOME"

@@ -24,6 +24,7 @@ The steps, all before any request (PROTOCOL.md section A, "One item or a batch")
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import numbers
@@ -89,14 +90,15 @@ class TemplateSpec:
         keys: every input key it reads, in a stable order, with kind and whether it is required.
         output_type: ``Pass/Fail``, ``score``, ``choices`` or ``numeric``.
         params: JSON schema of ``config.params`` (may be empty).
-        source: ``"catalogue"`` or ``"server"``.
+        source: ``"catalogue"``, ``"server"``, or ``"function"`` (a Python function metric,
+            run by the client: :mod:`fi_evals.batch.metrics`).
     """
 
     name: str
     keys: tuple[InputKey, ...]
     output_type: str = ""
     params: Mapping[str, Any] = field(default_factory=dict)
-    source: Literal["catalogue", "server"] = "catalogue"
+    source: Literal["catalogue", "server", "function"] = "catalogue"
 
     @classmethod
     def from_template(cls, template: Template) -> TemplateSpec:
@@ -113,6 +115,25 @@ class TemplateSpec:
                      required=n not in optional)
             for n in names)
         return cls(info.name, keys, cfg.output, cfg.params, "server")
+
+    def for_params(self, params: Mapping[str, Any] | None) -> TemplateSpec:
+        """This template as these parameters run it: a template with an ``output_type``
+        parameter (``custom_judge``) outputs the type they give.
+
+        Raises:
+            InvalidInputError: ``output_type`` is not one its schema lists (checked here, as
+                every row would fail on it).
+        """
+        schema = (self.params or {}).get("properties", {}).get("output_type")
+        if schema is None or params is None or "output_type" not in params:
+            return self
+        chosen = params["output_type"]
+        allowed = list(schema.get("enum") or [])
+        if chosen not in allowed:
+            raise InvalidInputError(f"parameter 'output_type' must be one of "
+                                    f"{', '.join(allowed)}, not {chosen!r}", template=self.name)
+        return self if chosen == self.output_type else dataclasses.replace(self,
+                                                                           output_type=chosen)
 
     @cached_property  # read per item on the hot path; the spec is immutable
     def key_names(self) -> tuple[str, ...]:

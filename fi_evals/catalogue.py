@@ -12,10 +12,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fi_evals import _constants as C
 from fi_evals._constants import SEMANTIC_MATCH_THRESHOLD
 from fi_evals.protocol import TemplateConfig, TemplateInfo
 
-__all__ = ["CATALOGUE", "Family", "InputKey", "Template", "get_template", "template_names"]
+__all__ = ["CATALOGUE", "CUSTOM_JUDGE", "Family", "InputKey", "Template", "get_template",
+           "output_type_for", "template_names"]
 
 Kind = Literal["string", "list"]
 Family = Literal["deterministic", "local", "judge", "multimodal"]
@@ -249,6 +251,55 @@ _JUDGED = [
 ]
 
 
+_CUSTOM_OUTPUT_TYPES = (PASS_FAIL, SCORE, CHOICES)
+
+CUSTOM_JUDGE = Template(
+    "custom_judge",
+    "Model-judged against your own criteria (params: criteria, output_type Pass/Fail, score "
+    "or choices, and choices for the last).",
+    (_O, InputKey("input", required=False), InputKey("context", kind="list", required=False),
+     InputKey("expected", required=False)),
+    PASS_FAIL, "judge",
+    _schema({
+        "criteria": {"type": "string", "minLength": 1,
+                     "maxLength": C.CUSTOM_JUDGE_MAX_CRITERIA_CHARS,
+                     "description": "What the judge checks, in your words (what passes, what "
+                                    "scores high, or what each choice means)."},
+        "output_type": {"enum": list(_CUSTOM_OUTPUT_TYPES), "default": PASS_FAIL,
+                        "description": "Pass/Fail (a verdict), score (0 to 1) or choices (labels "
+                                       "from `choices`)."},
+        "choices": {"type": "array", "minItems": 2, "maxItems": C.CUSTOM_JUDGE_MAX_CHOICES,
+                    "uniqueItems": True, "items": {"type": "string", "minLength": 1},
+                    "description": "The labels the judge picks from (output_type choices "
+                                   "only)."},
+        "multiple": {"type": "boolean", "default": False,
+                     "description": "choices: several labels may apply (default: exactly "
+                                    "one)."},
+    }, ("criteria",)),
+    tags=("judge", "custom"),
+)
+"""The rubric judge: the criteria and output type come with each request (``config.params``);
+its output type is ``params["output_type"]`` (see :func:`output_type_for`)."""
+
+
+def output_type_for(template: Template, params: Mapping[str, Any] | None = None,
+                    output: Any = None) -> str:
+    """The output type of ``template`` for these parameters: a template with an
+    ``output_type`` parameter (``custom_judge``) outputs that type; without the parameters,
+    the type is read from an ``output`` when one is given."""
+    if "output_type" not in template.params.get("properties", {}):
+        return template.output_type
+    chosen = (params or {}).get("output_type")
+    if isinstance(chosen, str) and chosen in _CUSTOM_OUTPUT_TYPES:
+        return chosen
+    if params is None and output is not None:
+        if isinstance(output, list):
+            return CHOICES
+        if isinstance(output, (int, float)) and not isinstance(output, bool):
+            return SCORE
+    return template.output_type
+
+
 def _mm(name: str, keys: str, output: str, list_keys: tuple[str, ...] = ()) -> Template:
     return Template(
         name, f"Multimodal or guard template {name} (listed for compatibility).",
@@ -291,7 +342,7 @@ class _Catalogue(Mapping[str, Template]):
 
 
 CATALOGUE: Mapping[str, Template] = _Catalogue([*_DETERMINISTIC, *_LOCAL, *_JUDGED,
-                                                *_MULTIMODAL])
+                                                CUSTOM_JUDGE, *_MULTIMODAL])
 
 
 def get_template(name: str) -> Template | None:

@@ -391,7 +391,8 @@ class Evaluator:
         Args:
             items: a list, generator, DataFrame, mapping of columns, or a path (JSONL, CSV,
                 a JSON array, Parquet; ``"-"`` for stdin).
-            evals: eval specs: ``"NAME[:param=value,...]"``, mappings, or ``EvalSpec``s.
+            evals: eval specs: ``"NAME[:param=value,...]"``, mappings, ``EvalSpec``s, or
+                Python functions (:mod:`fi_evals.batch.metrics`, run on this client's pool).
             max_error_rate: share of errored outcomes ``result.passed`` tolerates (0.0).
             show: failing or errored rows the summary lists.
             limit: score the first ``limit`` rows only.

@@ -153,6 +153,9 @@ class EvalItem(_Wire):
     eval_id: str | None = None
     eval_status: str | None = None
     error_message: str | None = None
+    cached: bool | None = None
+    """fi-evals servers: true when a judge answered from its judge cache (no judge call);
+    absent (false) otherwise and from other servers."""
 
 
 class AsyncEvalItem(_Wire):
@@ -214,6 +217,8 @@ class EvalRecord(_Wire):
     model: str | None = None
     error_message: str | None = None
     output: Any = None
+    cached: bool | None = None
+    """As :attr:`EvalItem.cached`."""
 
     @model_validator(mode="after")
     def _output_from_value(self) -> EvalRecord:

@@ -58,6 +58,8 @@ class EvalResult(BaseModel):
         eval_id: the server's id for this evaluation.
         status: see :data:`ResultStatus`.
         error: why the item has no verdict (``status`` ``failed`` or ``error``).
+        cached: the server's judge answered from its judge cache (no judge call was made;
+            the reason's tag also ends ``cached``); False otherwise.
     """
 
     model_config = ConfigDict(protected_namespaces=())
@@ -73,6 +75,7 @@ class EvalResult(BaseModel):
     error_localizer: dict[str, Any] | None = None
     status: ResultStatus = EvalStatus.COMPLETED.value
     error: ItemError | None = None
+    cached: bool = False
 
     # ------------------------------------------------------------------ views
 
@@ -130,7 +133,8 @@ class EvalResult(BaseModel):
                        output_type=item.output_type, eval_id=item.eval_id,
                        status=EvalStatus.PENDING.value)
         result = cls(name=item.name, output=item.output, reason=item.reason,
-                     runtime=item.runtime, output_type=item.output_type, eval_id=item.eval_id)
+                     runtime=item.runtime, output_type=item.output_type, eval_id=item.eval_id,
+                     cached=bool(item.cached))
         if (normalize_status(item.eval_status or EvalStatus.COMPLETED) == EvalStatus.FAILED
                 or item.output is None):
             message = item.error_message or item.reason or "the evaluation could not run"
@@ -169,7 +173,7 @@ class EvalResult(BaseModel):
         result = cls(name=record.name or name, output=record.output, reason=record.reason,
                      runtime=record.runtime, output_type=record.output_type,
                      eval_id=record.eval_id or eval_id, model=record.model,
-                     status=_known(status))
+                     status=_known(status), cached=bool(record.cached))
         if status == EvalStatus.FAILED:
             message = record.error_message or payload.error_message or "the evaluation failed"
             result.output = None

@@ -21,6 +21,7 @@ requests), :mod:`~fi_evals.batch.engine` (the coordinator), :mod:`~fi_evals.batc
 
 from __future__ import annotations
 
+from fi_evals._loading import ImportTargetError
 from fi_evals.batch.api import KeyMapping, evaluate_batch
 from fi_evals.batch.errors import (
     BatchInterruptedError,
@@ -28,9 +29,13 @@ from fi_evals.batch.errors import (
     DeadlineExceededError,
     JournalError,
     JournalMismatchError,
+    MetricError,
+    MetricResultError,
+    MetricTimeoutError,
     TaskError,
     TaskTimeoutError,
 )
+from fi_evals.batch.metrics import FunctionMetric, load_metric, metric
 from fi_evals.batch.output import BatchItem, read_jsonl
 from fi_evals.batch.result import BatchResult, ThresholdCheck
 from fi_evals.batch.specs import EvalSpec, parse_eval_spec
@@ -45,14 +50,21 @@ __all__ = [
     "ConcurrencyChange",
     "DeadlineExceededError",
     "EvalSpec",
+    "FunctionMetric",
+    "ImportTargetError",
     "JournalError",
     "JournalMismatchError",
     "KeyMapping",
+    "MetricError",
+    "MetricResultError",
+    "MetricTimeoutError",
     "TaskError",
     "TaskTimeoutError",
     "TemplateStats",
     "ThresholdCheck",
     "evaluate_batch",
+    "load_metric",
+    "metric",
     "parse_eval_spec",
     "read_jsonl",
 ]

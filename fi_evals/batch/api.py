@@ -127,7 +127,9 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         evaluator: the client whose transport, pool and poll schedule do the work
             (:attr:`Evaluator.context <fi_evals.Evaluator.context>`).
         items: a list, generator, DataFrame, mapping of columns, or a JSONL/CSV path (lazy).
-        evals: eval specs: ``"NAME[:param=value,...]"``, mappings or :class:`EvalSpec`.
+        evals: eval specs: ``"NAME[:param=value,...]"``, mappings or :class:`EvalSpec`, and
+            Python functions (function metrics, :mod:`fi_evals.batch.metrics`): called on
+            the pool with each row, they return a bool, a 0-1 score or ``(value, reason)``.
         task: called with each row before its evals (the model under test): a plain function
             runs on the pool, an ``async def`` one on one event loop the batch owns (up to
             ``max_workers`` at once); its return value (a mapping, or a value known as

@@ -1,8 +1,11 @@
 """The batch coordinator: one thread that reads, plans, sends, polls and emits, in order.
 
 The caller's thread runs the loop; the Evaluator's pool runs the blocking calls (the task,
-``new-eval/`` requests, status polls); an ``async def`` task runs on one event loop of the batch
-(:mod:`~fi_evals.batch.tasks`). Only this thread touches the batch's state, so there are
+function metrics, ``new-eval/`` requests, status polls); an ``async def`` task or metric runs
+on an event loop of the batch (:mod:`~fi_evals.batch.tasks`). A function metric
+(:mod:`~fi_evals.batch.metrics`) is called per row once the row's task is done, at most
+``max_workers`` at once, and its outcomes are journaled per chunk (``fn`` records).
+Only this thread touches the batch's state, so there are
 no locks beyond the throttle listener's. Each turn of the loop:
 
 1. **fill**: read rows into the window (chunks of ``C``) while it has room, start their tasks;
@@ -38,15 +41,20 @@ from fi_evals.batch.errors import (
     BatchInterruptedError,
     DeadlineExceededError,
     JournalMismatchError,
+    MetricError,
+    MetricResultError,
+    MetricTimeoutError,
     TaskError,
     TaskTimeoutError,
     item_error,
 )
-from fi_evals.batch.journal import Journal, JournalEntry, default_task_dump
+from fi_evals.batch.journal import Journal, JournalEntry, body_hash, default_task_dump
+from fi_evals.batch.metrics import row_view
 from fi_evals.batch.output import BatchItem, ItemSink
 from fi_evals.batch.plan import (
     ChunkState,
     InFlight,
+    MetricCall,
     PollCall,
     Request,
     RequestCall,
@@ -99,6 +107,15 @@ class Coordinator:
         # Plain tasks run on the pool; async ones on one event loop of this batch.
         self._tasks = (TaskRunner(settings.task, self.pool) if settings.task is not None
                        else None)
+        # Function metrics run like tasks: a plain function on the pool, async on a loop.
+        self._metrics = {e: TaskRunner(spec.function.fn, self.pool)
+                         for e, (spec, _) in enumerate(settings.specs)
+                         if spec.function is not None}
+        self._metric_queue: deque[tuple[ChunkState, int, int]] = deque()
+        self._metric_open: dict[tuple[int, int], int] = {}
+        self._metric_chunks: dict[tuple[int, int], ChunkState] = {}
+        self._metric_hash: dict[tuple[int, int], str] = {}
+        self._running_metrics = 0
         self._futures: dict[Future[Any], InFlight] = {}
         self._in_flight = 0
         self._running_tasks = 0
@@ -132,6 +149,8 @@ class Coordinator:
         finally:
             if self._tasks is not None:
                 self._tasks.close()  # stops the async tasks' event loop, if one was started
+            for runner in self._metrics.values():
+                runner.close()
             self.transport.remove_throttle_listener(self.limit.on_throttle)
             after = self.transport.stats()
             self.stats.requests = after.requests - before.requests
@@ -235,6 +254,8 @@ class Coordinator:
                                         max_batch_size=self.s.max_batch_size)
         for pos, e, error in errors:
             self._settle_error(chunk, pos, e, error)
+        for e in self._metrics:
+            self._plan_metric(chunk, e)
         for request in requests:
             entry = (self.journal.lookup(chunk.number, request.spec, request.part)
                      if self.journal else None)
@@ -242,6 +263,52 @@ class Coordinator:
                 self._send.append(request)
             else:
                 self._resume(request, entry)
+
+    def _plan_metric(self, chunk: ChunkState, e: int) -> None:
+        """Queue a function metric on the chunk's open rows, or take its journaled outcomes
+        when a previous run finished them on the same rows."""
+        positions = [pos for pos in range(len(chunk.rows))
+                     if chunk.results[pos][e] is None and pos not in chunk.task_errors]
+        if not positions:
+            return
+        key = (chunk.number, e)
+        if self.journal is not None:  # the rows it reads, hashed: a changed row runs again
+            views = [default_task_dump(self._metric_row(chunk, pos)) for pos in positions]
+            self._metric_hash[key] = body_hash({"positions": positions, "rows": views})
+            recorded = self.journal.metric_outputs(*key)
+            if recorded is not None and recorded[0] == self._metric_hash[key]:
+                positions = self._restore_metric(chunk, e, positions, recorded[1])
+                if not positions:
+                    return
+        self._metric_open[key] = len(positions)
+        self._metric_chunks[key] = chunk
+        self._metric_queue.extend((chunk, pos, e) for pos in positions)
+
+    def _restore_metric(self, chunk: ChunkState, e: int, positions: list[int],
+                        outcomes: list[Any]) -> list[int]:
+        """Settle the journaled outcomes; returns the positions to run again (retryable
+        errors, such as a timeout)."""
+        name = self.s.specs[e][0].name
+        output_type = self.s.specs[e][1].output_type
+        again = []
+        for pos in positions:
+            entry = outcomes[pos] if pos < len(outcomes) else None
+            if isinstance(entry, list) and len(entry) == 3:
+                self._settle(chunk, pos, e, EvalResult(
+                    name=name, output=entry[0], reason=entry[1], runtime=entry[2],
+                    output_type=output_type))
+                self.stats.resumed += 1
+            elif isinstance(entry, dict) and not entry.get("retryable"):
+                self._settle_error(chunk, pos, e, ItemError(
+                    str(entry.get("type")), str(entry.get("message")), None, False))
+                self.stats.resumed += 1
+            else:
+                again.append(pos)
+        return again
+
+    def _metric_row(self, chunk: ChunkState, pos: int) -> dict[str, Any]:
+        task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
+        return row_view(chunk.row(pos), task_output)
 
     def _resume(self, request: Request, entry: JournalEntry) -> None:
         assert self.journal is not None
@@ -274,6 +341,13 @@ class Coordinator:
             future = self._tasks.submit(chunk.rows[pos])  # type: ignore[arg-type]
             self._futures[future] = TaskCall(chunk, pos, started)
             self._running_tasks += 1
+        while self._metric_queue and self._running_metrics < self.s.max_workers:
+            chunk, pos, e = self._metric_queue.popleft()
+            if chunk.results[pos][e] is not None:
+                continue  # settled meanwhile (the batch stopped)
+            future = self._metrics[e].submit(self._metric_row(chunk, pos))
+            self._futures[future] = MetricCall(chunk, pos, e, time.monotonic())
+            self._running_metrics += 1
         while self._send and self._in_flight < self.limit.limit:
             request = self._send.popleft()
             if self.journal is not None and not request.journaled:
@@ -332,7 +406,7 @@ class Coordinator:
         if self.s.deadline is not None:
             timeout = min(timeout, max(0.0, self.s.deadline - now))
         if not self._futures:
-            if timeout > 0 and not (self._send or self._task_queue):
+            if timeout > 0 and not (self._send or self._task_queue or self._metric_queue):
                 time.sleep(timeout)
             return set()
         done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -346,6 +420,9 @@ class Coordinator:
             if isinstance(call, TaskCall):
                 self._running_tasks -= 1
                 self._on_task(future, call.chunk, call.pos)
+            elif isinstance(call, MetricCall):
+                self._running_metrics -= 1
+                self._on_metric(future, call)
             elif isinstance(call, RequestCall):
                 self._in_flight -= 1
                 self._on_request(future, call.request)
@@ -362,6 +439,51 @@ class Coordinator:
         chunk.tasks_pending -= 1
         if chunk.tasks_pending == 0:
             self._tasks_done(chunk)
+
+    def _on_metric(self, future: Future[Any], call: MetricCall) -> None:
+        spec = self.s.specs[call.spec][0]
+        assert spec.function is not None
+        runtime_ms = (time.monotonic() - call.started) * 1000.0
+        try:
+            result = spec.function.result(future.result(), runtime_ms)
+        except MetricResultError as exc:
+            self._settle_error(call.chunk, call.pos, call.spec, item_error(exc))
+        except Exception as exc:  # noqa: BLE001 - the metric is the caller's code: anything may come out
+            self._settle_error(call.chunk, call.pos, call.spec, item_error(
+                MetricError(f"{type(exc).__name__}: {exc}")))
+        else:
+            self._settle(call.chunk, call.pos, call.spec, result)
+        self._metric_done(call.chunk, call.spec)
+
+    def _metric_done(self, chunk: ChunkState, e: int) -> None:
+        """One call fewer open; once the chunk's are all in, journal its outcomes."""
+        key = (chunk.number, e)
+        self._metric_open[key] -= 1
+        if self._metric_open[key] > 0:
+            return
+        del self._metric_open[key]
+        del self._metric_chunks[key]
+        self._journal_metric(chunk, e)
+
+    def _journal_metric(self, chunk: ChunkState, e: int) -> None:
+        """Record a function metric's outcomes on a chunk (null for rows without one yet: a
+        batch that stops records what its metrics finished, and a rerun calls only the rest)."""
+        rows_hash = self._metric_hash.pop((chunk.number, e), None)
+        if self.journal is None or rows_hash is None:
+            return
+        outcomes: list[Any] = []
+        for pos in range(len(chunk.rows)):
+            r = chunk.results[pos][e]
+            if r is None or pos in chunk.task_errors:
+                outcomes.append(None)
+            elif r.ok:
+                outcomes.append([r.output, r.reason, r.runtime])
+            else:
+                error = r.error or ItemError("MetricError", r.reason or "no result")
+                outcomes.append({"type": error.type, "message": error.message,
+                                 "retryable": error.retryable})
+        if any(o is not None for o in outcomes):
+            self.journal.record_metric(chunk.number, e, rows_hash, outcomes)
 
     def _on_request(self, future: Future[Any], request: Request) -> None:
         chunk, e = request.chunk, request.spec
@@ -445,6 +567,14 @@ class Coordinator:
                 chunk.tasks_pending -= 1
                 if chunk.tasks_pending == 0:
                     self._tasks_done(chunk)
+            elif isinstance(call, MetricCall) and now - call.started > limit:
+                del self._futures[future]
+                future.cancel()
+                self._running_metrics -= 1
+                self._settle_error(call.chunk, call.pos, call.spec, item_error(
+                    MetricTimeoutError(f"the metric did not return within "
+                                       f"item_timeout={limit:g}s")))
+                self._metric_done(call.chunk, call.spec)
         # Async evaluations wait in submission order: only the head can be overdue.
         while self._waiting:
             eval_id, (request, _) = next(iter(self._waiting.items()))
@@ -503,6 +633,10 @@ class Coordinator:
         self._exhausted = True
         self._send.clear()
         self._task_queue.clear()
+        self._metric_queue.clear()
+        for (_, e), chunk in list(self._metric_chunks.items()):
+            self._journal_metric(chunk, e)  # what finished, before the rest gets the error
+        self._metric_chunks.clear()
         for future in list(self._futures):
             if future.cancel():
                 self._futures.pop(future)
@@ -528,7 +662,7 @@ class Coordinator:
             polled = False
             while time.monotonic() < until:
                 pending = [f for f, call in self._futures.items()
-                           if not isinstance(call, TaskCall)]
+                           if not isinstance(call, (TaskCall, MetricCall))]
                 if not pending:
                     if polled or not self._waiting:
                         return

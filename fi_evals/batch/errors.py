@@ -5,6 +5,10 @@
     FiEvalsError
     ├── TaskError                 the caller's ``task`` raised on an item (recorded, not raised)
     │   └── TaskTimeoutError      (also TimeoutError) the task ran past ``item_timeout``
+    ├── MetricError               a function metric raised on an item (recorded, not raised)
+    │   ├── MetricResultError     (also TypeError) it returned no bool, 0-1 score or
+    │   │                         (value, reason)
+    │   └── MetricTimeoutError    (also TimeoutError) it ran past ``item_timeout``
     ├── BatchStoppedError         the item was not finished when the batch stopped
     │   ├── DeadlineExceededError (also TimeoutError) the batch ``deadline`` passed
     │   └── BatchInterruptedError Ctrl-C (KeyboardInterrupt)
@@ -26,6 +30,9 @@ __all__ = [
     "DeadlineExceededError",
     "JournalError",
     "JournalMismatchError",
+    "MetricError",
+    "MetricResultError",
+    "MetricTimeoutError",
     "TaskError",
     "TaskTimeoutError",
     "item_error",
@@ -38,6 +45,19 @@ class TaskError(FiEvalsError):
 
 class TaskTimeoutError(TaskError, TimeoutError):
     """The ``task`` callable did not return within ``item_timeout``."""
+
+
+class MetricError(FiEvalsError):
+    """A function metric raised on this item (the message names the exception)."""
+
+
+class MetricResultError(MetricError, TypeError):
+    """A function metric returned something other than a bool, a score from 0 to 1, or a
+    ``(value, reason)`` pair."""
+
+
+class MetricTimeoutError(MetricError, TimeoutError):
+    """A function metric did not return within ``item_timeout``."""
 
 
 class BatchStoppedError(FiEvalsError):
@@ -60,7 +80,7 @@ class JournalMismatchError(JournalError):
     """The journal was written for another batch (other evals, chunk size or items)."""
 
 
-_RETRYABLE = (TaskTimeoutError, BatchStoppedError)
+_RETRYABLE = (TaskTimeoutError, MetricTimeoutError, BatchStoppedError)
 
 
 def item_error(exc: BaseException) -> ItemError:

@@ -12,6 +12,11 @@ leaves at worst one torn last line, which the next run skips. The records:
     Written BEFORE the request is sent: its idempotency key and a hash of its body.
 ``{"t": "ids", "key": UUID, "ids": [...]}``
     Written AFTER the answer: the server's eval ids for that submission.
+``{"t": "fn", "c": CHUNK, "e": EVAL, "h": HASH, "out": [...]}``
+    A function metric's outcomes for one chunk (``[output, reason, runtime]``, an error
+    object, or null for rows without one), once all of them are in or when the batch stops,
+    with a hash of the rows it read: a rerun takes them instead of calling it again (unless
+    the rows changed), and calls it on the null and retryable ones. The last record wins.
 
 On a rerun, a submission with ids is re-attached (its results are read with bulk status, not
 run again); one without ids is sent again with the SAME idempotency key, so a server that had
@@ -78,6 +83,7 @@ class Journal:
         self.skipped_lines = 0
         self._entries: dict[tuple[int, int, int], JournalEntry] = {}
         self._tasks: dict[int, int] = {}
+        self._metrics: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         if self.path.exists():
             self._load()
@@ -119,6 +125,8 @@ class Journal:
                     ids_at[record["key"]] = line_offset
                 elif kind == "task":
                     self._tasks[record["c"]] = line_offset
+                elif kind == "fn":
+                    self._metrics[(record["c"], record["e"])] = line_offset
         if self.header is None and (self._entries or self._tasks):
             raise JournalError(f"{self.path}: no journal header; is this a fi-evals journal?")
         if self.header is not None and self.header.get("v", 0) > JOURNAL_VERSION:
@@ -152,6 +160,14 @@ class Journal:
         offset = self._tasks.get(chunk)
         return None if offset is None else list(self._line_at(offset)["out"])
 
+    def metric_outputs(self, chunk: int, spec: int) -> tuple[str, list[Any]] | None:
+        """A function metric's recorded outcomes for a chunk: ``(rows hash, outcomes)``."""
+        offset = self._metrics.get((chunk, spec))
+        if offset is None:
+            return None
+        record = self._line_at(offset)
+        return str(record.get("h")), list(record["out"])
+
     # ------------------------------------------------------------------ writing
 
     def _write(self, record: Mapping[str, Any]) -> None:
@@ -181,6 +197,10 @@ class Journal:
 
     def record_tasks(self, chunk: int, outputs: list[Any]) -> None:
         self._write({"t": "task", "c": chunk, "out": outputs})
+
+    def record_metric(self, chunk: int, spec: int, rows_hash: str, outcomes: list[Any]) -> None:
+        """Record a function metric's outcomes for a chunk (all of them in)."""
+        self._write({"t": "fn", "c": chunk, "e": spec, "h": rows_hash, "out": outcomes})
 
     def record_submit(self, chunk: int, spec: int, part: int, entry: JournalEntry) -> None:
         """Record a submission; call it BEFORE sending the request."""

@@ -82,6 +82,8 @@ def _short(result: EvalResult) -> str:
 
 def _result_dict(result: EvalResult) -> dict[str, Any]:
     data = {k: getattr(result, k) for k in _RESULT_FIELDS}
+    if result.cached:  # only when true: outputs of servers without a judge cache stay as they were
+        data["cached"] = True
     if result.error is not None:
         e = result.error
         data["error"] = {"type": e.type, "message": e.message, "status_code": e.status_code,

@@ -23,8 +23,8 @@ from fi_evals.batch.readers import BadRow
 from fi_evals.batch.specs import EvalSpec
 from fi_evals.results import EvalResult
 
-__all__ = ["ChunkState", "InFlight", "PollCall", "Request", "RequestCall", "Settings", "TaskCall",
-           "cut_requests", "item_verdict"]
+__all__ = ["ChunkState", "InFlight", "MetricCall", "PollCall", "Request", "RequestCall",
+           "Settings", "TaskCall", "cut_requests", "item_verdict"]
 
 _SCORE_TYPES = ("score", "numeric")
 
@@ -142,6 +142,22 @@ class TaskCall:
 
 
 @dataclass(frozen=True, eq=False)
+class MetricCall:
+    """A function metric (spec ``spec``) on one row, on the pool or the batch's event loop.
+
+    Attributes:
+        chunk, pos: the row.
+        spec: the spec's index.
+        started: ``time.monotonic()`` when it was submitted.
+    """
+
+    chunk: ChunkState
+    pos: int
+    spec: int
+    started: float
+
+
+@dataclass(frozen=True, eq=False)
 class RequestCall:
     """One ``new-eval/`` request on the pool."""
 
@@ -155,7 +171,7 @@ class PollCall:
     ids: list[str]
 
 
-InFlight = TaskCall | RequestCall | PollCall
+InFlight = TaskCall | MetricCall | RequestCall | PollCall
 """A call the coordinator waits on."""
 
 
@@ -169,6 +185,8 @@ def cut_requests(chunk: ChunkState, specs: Sequence[tuple[EvalSpec, TemplateSpec
     requests: list[Request] = []
     errors: list[tuple[int, int, ItemError]] = []
     for e, (spec, template) in enumerate(specs):
+        if spec.function is not None:
+            continue  # a function metric runs on the client (the coordinator calls it)
         wire, positions = [], []
         for pos in range(len(chunk.rows)):
             if chunk.results[pos][e] is not None or pos in chunk.task_errors:

@@ -64,6 +64,8 @@ def check_available(transport: Transport, specs: Sequence[tuple[EvalSpec, Templa
         return {}
     approximations: dict[str, str] = {}
     for spec, _ in specs:
+        if spec.function is not None:
+            continue  # a Python function: the client runs it
         info = listed.get(spec.name)
         if info is None:
             continue

@@ -12,7 +12,9 @@ A spec is written three ways, all ending as an :class:`EvalSpec`:
   still be given in the mapping form's ``"params"``;
 - a mapping ``{"eval": NAME, "params": {...}, "label": ..., "map": {...}, "pass_threshold": ...}``
   (the ``--config`` file's form);
-- an :class:`EvalSpec`.
+- an :class:`EvalSpec`;
+- a Python function (or :func:`fi_evals.batch.metrics.metric` around one): a function metric,
+  run on the client's pool (see :mod:`fi_evals.batch.metrics`).
 
 The label names the spec's column in outputs, stats and thresholds. It defaults to the template
 name, and to ``NAME:params`` when the same template runs twice with different parameters.
@@ -27,6 +29,7 @@ from typing import Any
 
 from fi_evals._constants import BATCH_SCORE_PASS_THRESHOLD
 from fi_evals._inputs import TemplateSpec, check_params, resolve_template
+from fi_evals.batch.metrics import FunctionMetric, MetricFn, as_metric
 from fi_evals.protocol import TemplateInfo
 
 __all__ = ["EvalSpec", "SpecLike", "parse_eval_spec", "resolve_specs"]
@@ -36,7 +39,7 @@ _SPEC_KEYS = frozenset({"eval", "name", "params", "label", "map", "key_mapping",
 _SETTINGS = ("pass_threshold", "model")  # NAME:k=v keys that are spec settings, not params
 
 
-def _check_threshold(value: Any, where: str) -> float | None:
+def check_threshold(value: Any, where: str) -> float | None:
     """``pass_threshold`` as a float in [0, 1] (None stays None); ValueError otherwise."""
     if value is None:
         return None
@@ -75,6 +78,8 @@ class EvalSpec:
         model: judge model for model-based templates.
         pass_threshold: a score at or above it passes (score templates only;
             ``BATCH_SCORE_PASS_THRESHOLD`` when None).
+        function: the Python function of a function metric (``name`` is then its name and
+            nothing is sent to the server); None for a template.
     """
 
     name: str
@@ -83,10 +88,11 @@ class EvalSpec:
     key_mapping: Mapping[str, str] = field(default_factory=dict)
     model: str | None = None
     pass_threshold: float | None = None
+    function: FunctionMetric | None = None
 
     def __post_init__(self) -> None:
         where = f"eval spec {self.name!r}"
-        object.__setattr__(self, "pass_threshold", _check_threshold(self.pass_threshold, where))
+        object.__setattr__(self, "pass_threshold", check_threshold(self.pass_threshold, where))
         object.__setattr__(self, "model", _check_model(self.model, where))
 
     @property
@@ -117,6 +123,8 @@ class EvalSpec:
                 out[key] = value
         if self.pass_threshold is not None:  # 0.0 is a threshold too
             out["pass_threshold"] = self.pass_threshold
+        if self.function is not None:
+            out["function"] = self.function.reference
         return out
 
     def __repr__(self) -> str:
@@ -124,7 +132,7 @@ class EvalSpec:
         return f"EvalSpec({self.display!r}{label})"
 
 
-SpecLike = str | EvalSpec | Mapping[str, Any]
+SpecLike = str | EvalSpec | Mapping[str, Any] | FunctionMetric | MetricFn
 
 
 # --------------------------------------------------------------------------- parsing
@@ -208,7 +216,7 @@ def parse_eval_spec(text: str) -> EvalSpec:
                 raise ValueError(f"eval spec {text!r}: parameter {key.strip()!r} is given twice")
             params[key.strip()] = _param_value(value)
     where = f"eval spec {text!r}"
-    threshold = _check_threshold(params.pop("pass_threshold", None), where)
+    threshold = check_threshold(params.pop("pass_threshold", None), where)
     model = _check_model(params.pop("model", None), where)
     return EvalSpec(name, params, label, model=model, pass_threshold=threshold)
 
@@ -237,7 +245,7 @@ def _from_mapping(data: Mapping[str, Any]) -> EvalSpec:
     mapping = data.get("map", data.get("key_mapping")) or {}
     where = f"eval spec {dict(data)!r}"
     threshold = _merged("pass_threshold",
-                        _check_threshold(data.get("pass_threshold"), where),
+                        check_threshold(data.get("pass_threshold"), where),
                         spec.pass_threshold, data)
     model = _merged("model", _check_model(data.get("model"), where), spec.model, data)
     return EvalSpec(name=spec.name, params=params, label=data.get("label") or spec.label,
@@ -253,8 +261,17 @@ def _coerce(spec: SpecLike) -> EvalSpec:
         return _from_mapping(spec)
     if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str):
         return EvalSpec(spec[0], dict(spec[1] or {}))
-    raise TypeError(f"an eval spec is a string, a mapping or an EvalSpec, not "
+    function = as_metric(spec)
+    if function is not None:
+        return EvalSpec(function.name, label=function.label,
+                        pass_threshold=function.pass_threshold, function=function)
+    raise TypeError(f"an eval spec is a string, a mapping, an EvalSpec or a function, not "
                     f"{type(spec).__name__}")
+
+
+def function_template(function: FunctionMetric) -> TemplateSpec:
+    """The template a function metric stands for: no keys (it reads the whole row)."""
+    return TemplateSpec(function.name, (), function.output_type, {}, "function")
 
 
 def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
@@ -275,7 +292,7 @@ def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
         InvalidInputError: missing or unknown template parameters.
         ValueError: no spec, a malformed spec, or two specs with the same label.
     """
-    if isinstance(evals, (str, EvalSpec, Mapping)):
+    if isinstance(evals, (str, EvalSpec, Mapping)) or callable(evals):
         evals = [evals]
     specs = [_coerce(s) for s in evals]
     if not specs:
@@ -283,12 +300,17 @@ def resolve_specs(evals: SpecLike | Iterable[SpecLike], *,
     names = [s.name for s in specs]
     out: list[tuple[EvalSpec, TemplateSpec]] = []
     for spec in specs:
-        template = resolve_template(spec.name, server_templates=server_templates)
-        check_params(spec.params, template)
+        if spec.function is not None:
+            template = function_template(spec.function)
+        else:
+            template = resolve_template(spec.name, server_templates=server_templates)
+            check_params(spec.params, template)
+            template = template.for_params(spec.params)
         label = spec.label or (spec.display if names.count(spec.name) > 1 else spec.name)
         out.append((EvalSpec(name=spec.name, params=dict(spec.params), label=label,
                              key_mapping=dict(spec.key_mapping), model=spec.model,
-                             pass_threshold=spec.pass_threshold), template))
+                             pass_threshold=spec.pass_threshold, function=spec.function),
+                    template))
     labels = [s.label or s.name for s, _ in out]
     dupes = sorted({lb for lb in labels if labels.count(lb) > 1})
     if dupes:

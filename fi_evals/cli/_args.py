@@ -206,3 +206,14 @@ def add_isolation_options(parser: argparse.ArgumentParser) -> None:
 def isolation_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The ``ServerConfig`` fields of :func:`add_isolation_options`."""
     return {name: getattr(args, name) for name in ISOLATION_OPTIONS}
+
+
+def add_evaluators_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--evaluators MODULE:ATTR`` (``fi-evals serve`` and ``fi-evals worker``; loaded by
+    :func:`fi_evals.server.evaluators.load_evaluators`)."""
+    parser.add_argument("--evaluators", metavar="MODULE:ATTR", action="append", default=[],
+                        help="extra evaluators (an evaluator, a list, or a callable returning "
+                             "them; the module is imported from the current directory or the "
+                             "installed packages), replacing built-ins of the same template; "
+                             "one with isolation = 'always' or 'large' runs in the isolated "
+                             "child processes; repeatable")

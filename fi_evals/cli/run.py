@@ -55,12 +55,17 @@ _RUN_EPILOG = """examples:
       --judge-url http://localhost:11434/v1 --judge-model llama3.1
   fi-evals run big.jsonl --config evals.yaml --async --journal big.journal   # rerun to resume
   cat rows.jsonl | fi-evals run - --eval is_json --map text=answer --limit 100
+  fi-evals run answers.jsonl --metric my_metrics:exact \\
+      --metric my_metrics:overlap:pass_threshold=0.6   # Python functions as evals
   fi-evals run answers.jsonl --config evals.yaml --name main --junit report.xml \\
       --summary-md "$GITHUB_STEP_SUMMARY"      # then: fi-evals view main; fi-evals diff main latest
 
 Every run is kept in the run store (.fi-evals/runs, $FI_EVALS_HOME/runs or --runs-dir;
 --no-save to skip): `fi-evals runs` lists them, `fi-evals view` shows them in the browser,
 `fi-evals diff BASE NEW` compares two row by row.
+
+--metric MODULE:FUNCTION runs a Python function as an eval on every row (the module is
+imported from the current directory or the installed packages); see docs/custom-metrics.md.
 
 --map KEY=FIELD applies to every eval that reads KEY; --map LABEL.KEY=FIELD to one eval.
 Mapping the same KEY twice without a LABEL is an error (it would silently apply to all).
@@ -96,6 +101,10 @@ def add_parser(subparsers: Any) -> None:
                         "file, or - for JSON lines on stdin")
     p.add_argument("--eval", dest="evals", action="append", default=[],
                    metavar="[LABEL=]NAME[:param=value,...]", help="an eval (repeatable)")
+    p.add_argument("--metric", dest="metrics", action="append", default=[],
+                   metavar="[LABEL=]MODULE:FUNCTION[:pass_threshold=X]",
+                   help="a Python function as an eval, run here on every row: it returns a "
+                        "bool, a score from 0 to 1 or (value, reason) (repeatable)")
     p.add_argument("--map", dest="maps", action="append", default=[],
                    metavar="[LABEL.]KEY=FIELD",
                    help="read template key KEY from row field FIELD (repeatable)")
@@ -267,10 +276,14 @@ def _parse_thresholds(entries: list[str], base: dict[str, Any]) -> dict[str, flo
 
 def _options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``evaluate_batch`` keyword arguments (plus ``evals``), and the config file."""
+    from fi_evals.batch.metrics import load_metric
+
     config = _load_config(args.config)
-    evals = [*config.get("evals", []), *args.evals]
+    evals = [*config.get("evals", []), *args.evals,
+             *(load_metric(m) for m in getattr(args, "metrics", []))]
     if not evals:
-        raise ValueError("no eval given: add --eval NAME (see `fi-evals templates`)")
+        raise ValueError("no eval given: add --eval NAME (see `fi-evals templates`) or "
+                         "--metric MODULE:FUNCTION")
 
     def pick(flag: Any, key: str, default: Any = None) -> Any:
         return flag if flag is not None else config.get(key, default)
@@ -419,7 +432,9 @@ def _templates_table(templates: list[dict[str, Any]]) -> str:
             here = "local " + mark(cfg["approximation"])
         else:
             here = "yes"
-        rows.append((t["name"], cfg["output"], here, keys, params or "-"))
+        properties = (cfg.get("params") or {}).get("properties", {})
+        output = "output_type" if "output_type" in properties else cfg["output"]  # custom_judge
+        rows.append((t["name"], output, here, keys, params or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4] for r in rows]
     runnable = sum(1 for t in templates if t["config"].get("evaluable", True))

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from fi_evals import _constants as C
 from fi_evals.cli._args import (
+    add_evaluators_option,
     add_isolation_options,
     add_model_options,
     isolation_settings,
@@ -53,6 +54,7 @@ _EPILOG = f"""examples:
   fi-evals serve --sim-latency-ms 200 --faults 500:0.05,reset:0.01  # test client retries
   fi-evals serve --backend redis://10.0.0.5:6379/0  # an API node; add `fi-evals worker`s
   fi-evals serve --judge-url http://localhost:11434/v1 --judge-model llama3.1  # LLM judge
+  fi-evals serve --evaluators my_evals:EVALUATORS   # your evaluators (docs/custom-metrics.md)
 
 metrics: GET /metrics (Prometheus); API docs: GET /docs"""
 
@@ -102,6 +104,7 @@ def add_parser(subparsers: Any) -> None:
                    help="seconds to wait for in-flight work on SIGTERM")
     _add_limit_options(p)
     add_model_options(p)
+    add_evaluators_option(p)
     add_isolation_options(p)
     knobs = p.add_argument_group("test knobs (off by default, logged loudly when on)")
     knobs.add_argument("--sim-latency-ms", type=non_negative_int, metavar="MS",
@@ -195,15 +198,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"fi-evals serve needs the server extra: pip install 'fi-evals[server]' ({exc})",
               file=sys.stderr)
         return EXIT_FAILED
+    from fi_evals.server.evaluators import load_evaluators
+
     try:
         config = _config(args)
+        evaluators = load_evaluators(args.evaluators)
     except ValueError as exc:
         print(f"fi-evals serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     generated = config.api_key is None
     config = config.with_keys()
     try:
-        server = start_server(config)
+        server = start_server(config, evaluators=evaluators or None)
     except OSError as exc:
         print(f"fi-evals serve: cannot listen on {config.host}:{config.port}: {exc}",
               file=sys.stderr)

@@ -20,6 +20,7 @@ from typing import Any
 
 from fi_evals import _constants as C
 from fi_evals.cli._args import (
+    add_evaluators_option,
     add_isolation_options,
     isolation_settings,
     model_settings,
@@ -61,9 +62,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--pool", choices=_POOLS, default="threads",
                    help="threads (default: evaluations mostly wait on models), prefork "
                         "(CPU-heavy custom evaluators) or solo (one task at a time)")
-    p.add_argument("--evaluators", metavar="MODULE:ATTR", action="append", default=[],
-                   help="extra evaluators (an evaluator, a list, or a callable returning "
-                        "them), replacing built-ins of the same template; repeatable")
+    add_evaluators_option(p)
     p.add_argument("--visibility-timeout", type=positive_float, metavar="SECONDS",
                    default=C.CELERY_VISIBILITY_TIMEOUT,
                    help="seconds before a task unacknowledged by a dead worker is delivered "
@@ -109,9 +108,9 @@ def _judge_cache_settings() -> dict[str, Any]:
 
 def _build(args: argparse.Namespace) -> tuple[Any, Any]:
     """The configured Celery app with the chunk task registered, and its isolation pool."""
-    from fi_evals.server.evaluators import Registry
+    from fi_evals.server.evaluators import Registry, load_evaluators
     from fi_evals.server.isolation import IsolationLimits, IsolationPool, isolate
-    from fi_evals.server.redis_backend.celery_app import load_evaluators, make_celery, register_task
+    from fi_evals.server.redis_backend.celery_app import make_celery, register_task
     from fi_evals.server.redis_backend.settings import BackendURL
 
     backend = BackendURL.parse(args.backend)

@@ -142,7 +142,8 @@ def start_server(config: ServerConfig, *, evaluators: Iterable[BaseEvaluator] | 
 
     Args:
         config: the configuration; missing keys are generated (see ``RunningServer.api_key``).
-        evaluators: extra evaluators replacing built-ins of the same template (tests).
+        evaluators: extra evaluators replacing built-ins of the same template (``fi-evals
+            serve --evaluators``, tests).
         registry: a complete registry instead of the built-in one.
         store: a job store instead of the SQLite file at ``config.db_path``.
         executor_factory: builds the executor instead of the thread worker pool.

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fi_evals import _constants as C
-from fi_evals.catalogue import CATALOGUE
+from fi_evals.catalogue import CATALOGUE, output_type_for
 from fi_evals.protocol import FINISHED_STATUSES, STATUS_ALIAS, EvalStatus
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
+from fi_evals.server.evaluators.base import from_cache
 from fi_evals.server.executor import JobExecutor, evaluate_items
 from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
@@ -174,7 +175,7 @@ class EvalService:
         if request.is_async:
             return self._queue(request, ids, idempotency)
         template = request.template
-        name, output_type = template.name, template.output_type
+        name, output_type = template.name, output_type_for(template, request.params)
         results = evaluate_items(request.evaluator, request.items, request.params,
                                  request.model, self.config.sim_latency_ms, eval_ids=ids,
                                  is_async=False)
@@ -191,6 +192,8 @@ class EvalService:
             if not self.compat:
                 entry["eval_status"] = r.status
                 entry["error_message"] = r.error_message
+                if from_cache(r.reason):
+                    entry["cached"] = True
             if r.error_message is not None:
                 failed += 1
             evaluations.append(entry)
@@ -202,7 +205,8 @@ class EvalService:
 
     def _queue(self, request: EvalRequest, ids: list[str],
                idempotency: tuple[str, str] | None) -> ServiceAnswer:
-        name, output_type = request.template.name, request.template.output_type
+        name = request.template.name
+        output_type = output_type_for(request.template, request.params)
         jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
                        model=request.model)
                 for i, item in zip(ids, request.items, strict=True)]
@@ -233,7 +237,7 @@ class EvalService:
             "eval_id": ev.eval_id,
             "name": ev.template,
             "input_data": ev.inputs,
-            "output_type": template.output_type if template else None,
+            "output_type": output_type_for(template, None, ev.output) if template else None,
             "value": value_string(ev.output),
             "reason": ev.reason,
             "runtime": ev.runtime,
@@ -242,6 +246,8 @@ class EvalService:
         }
         if not self.compat:
             record["output"] = ev.output
+            if from_cache(ev.reason):
+                record["cached"] = True
         return record
 
     def _payload(self, ev: StoredEval) -> dict[str, Any]:

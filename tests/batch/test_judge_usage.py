@@ -4,12 +4,15 @@ sync, async and resumed runs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from fi_evals import AsyncEvaluator
 from fi_evals import _constants as C
 from fi_evals.batch import evaluate_batch
 from fi_evals.batch.stats import JudgeUsage, judge_usage
@@ -49,6 +52,8 @@ def test_stats_count_tokens_cost_and_cache_savings(server_factory: Any, tmp_path
             again = evaluate_batch(ev, ROWS, ["is_polite"], is_async=is_async, progress=False,
                                    save=False)
             assert again.stats.judge == JudgeUsage(cached=6)  # no tokens, no cost: no call
+            assert not any(it.results["is_polite"].cached for it in first)
+            assert all(it.results["is_polite"].cached for it in again)  # cached: true
             assert len(judge.requests) == 6
             stats = again.stats.to_dict()
             assert stats["judge"]["judge_calls_saved"] == 6
@@ -86,3 +91,38 @@ def test_run_shows_usage_in_stats_json_and_summary(tmp_path: Path,
         assert main([*argv, "--journal", str(journal)]) == 0  # resumed from the journal
         resumed = json.loads(stats_json.read_text())
         assert resumed["resumed"] == 12 and len(judge.requests) == 12
+
+
+def test_cached_outcomes_say_so_in_results_outputs_and_resumed_runs(server_factory: Any,
+                                                                   tmp_path: Path) -> None:
+    with FakeJudge() as judge:
+        server = server_factory(judge_url=judge.url, judge_model="judge-small")
+        with client_for(server, max_workers=4) as ev:
+            assert ev.evaluate("is_polite", ROWS[0]).eval_results[0].cached is False
+            again = ev.evaluate("is_polite", ROWS[0]).eval_results[0]
+            assert again.cached is True and again.reason.endswith(", cached]")  # tag kept
+            journal, output = tmp_path / "run.journal", tmp_path / "out.jsonl"
+            options: dict[str, Any] = {"is_async": True, "journal": journal,
+                                       "progress": False, "save": False}
+            first = evaluate_batch(ev, ROWS, ["is_polite"], output=output, **options)
+            expected = [True] + [False] * 5  # row 0 was judged above
+            assert [it.results["is_polite"].cached for it in first] == expected
+            lines = [json.loads(line) for line in output.read_text().splitlines()]
+            assert [line["results"]["is_polite"].get("cached", False) for line in lines] == \
+                expected  # absent when false: outputs of other servers stay as they were
+            resumed = evaluate_batch(ev, ROWS, ["is_polite"], **options)  # re-attached by id
+            assert resumed.stats.resumed == 6 and len(judge.requests) == 6
+            assert [it.results["is_polite"].cached for it in resumed] == expected
+
+        async def judged_twice() -> list[bool]:
+            async with AsyncEvaluator(server.api_key, server.secret_key, server.url) as aev:
+                runs = [await aev.evaluate("is_polite", ROWS[1]) for _ in range(2)]
+            return [r.eval_results[0].cached for r in runs]
+
+        assert asyncio.run(judged_twice()) == [True, True]  # row 1: judged by the batch
+        compat = server_factory(judge_url=judge.url, judge_model="judge-small", compat=True)
+        headers = {C.HEADER_API_KEY: compat.api_key, C.HEADER_SECRET_KEY: compat.secret_key}
+        items = [requests.post(compat.url + C.PATH_NEW_EVAL, headers=headers, timeout=30,
+                               json={"eval_name": "is_polite", "inputs": ROWS[2]}
+                               ).json()["result"][0]["evaluations"][0] for _ in range(2)]
+        assert items[1]["reason"].endswith(", cached]") and "cached" not in items[1]

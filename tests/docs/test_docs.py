@@ -7,7 +7,9 @@ What is run, per file and in document order, in a working directory of that file
 - in a ```` ```sh ```` / ```` ```bash ```` block, each line (``\\`` continuations joined) that
   runs ``fi-evals``, through ``bash -c`` (pipes, ``|| true`` and variables work);
 - a ```` ```yaml ```` block whose first line is a comment naming a file (``# evals.yaml``): written
-  to that file, for the commands after it.
+  to that file, for the commands after it; a ```` ```python ```` block whose first line names a
+  ``.py`` file (``# my_metrics.py``, a module the commands after it import) likewise, instead of
+  running.
 
 Not run: other lines of shell blocks (``pip install``, ``make``, ``export``, ``curl``,
 ``docker``...), comment lines (sample output), and blocks of any other language (``text`` for
@@ -84,6 +86,7 @@ REDIS_PASSWORD = "PASSWORD"
 FENCE = re.compile(r"^(`{3,})([^`\s]*)\s*$")
 FI_EVALS = re.compile(r"(?:^|[|;&(]\s*|^(?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)+)fi-evals(?:\s|$)")
 FILE_HEADER = re.compile(r"^#\s*([\w.-]+\.ya?ml)\b")
+MODULE_HEADER = re.compile(r"^#\s*([\w]+\.py)\s*$")
 LONG_RUNNING = re.compile(r"\bfi-evals\s+(serve|worker|view)\b")
 EMBEDDED_ONLY = re.compile(
     r"\bfi-evals\s+(run|templates|result)\b.*\s--(judge-|embedding-|state\b|local-grounding-)")
@@ -190,7 +193,12 @@ def doc_steps(doc: str, text: str) -> list[Step]:
     steps: list[Step] = []
     for block in code_blocks(doc, text):
         if block.lang == "python":
-            steps.append(Step(block.doc, block.line + 1, "python", "\n".join(block.lines)))
+            module = MODULE_HEADER.match(block.lines[0]) if block.lines else None
+            if module:
+                steps.append(Step(block.doc, block.line + 1, "file",
+                                  "\n".join(block.lines) + "\n", filename=module.group(1)))
+            else:
+                steps.append(Step(block.doc, block.line + 1, "python", "\n".join(block.lines)))
         elif block.lang in SHELL_LANGS:
             steps.extend(Step(block.doc, line, "command", text)
                          for line, text in shell_commands(block))

@@ -1,10 +1,13 @@
-"""A loopback OpenAI-compatible judge for the tests: ``POST /v1/chat/completions``.
+"""The tests' loopback judge: the benchmark's provider (``benchmarks/fake_provider.py``, one
+implementation) without rate limits, plus what the tests script.
 
 It answers with recorded judgments (``RECORDED``: the answer a judge gave for a template) unless
 a test scripted faults first: ``judge.script(Status(429), Hang(5), Malformed("..."), ...)``.
 Scripted actions are consumed one per request, in order; then the recorded judgments resume.
 Every request is kept (``judge.requests``) and the largest number served at once is counted
-(``judge.max_in_flight``). Answers carry OpenAI's ``usage`` (:func:`fake_usage`).
+(``judge.max_in_flight``). Answers carry OpenAI's ``usage`` (:func:`fake_usage`, the
+provider's). Templates without a recording (``custom_judge`` among them) get a valid answer in
+the shape their prompt asks for (``shape_judgment``).
 
 Two options make it behave more like a real provider: ``known_models`` (the model names it
 serves; any other is refused the way OpenAI refuses it, 404 ``model_not_found``) and
@@ -20,15 +23,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 
+from benchmarks.fake_provider import FakeProvider, Reply, fake_usage, shape_judgment
 from fi_evals.catalogue import CATALOGUE
+
+__all__ = ["RECORDED", "Answer", "FakeJudge", "Hang", "Malformed", "Status", "fake_usage",
+           "model_not_found", "support_judgment"]
 
 RECORDED = {
     "groundedness": {"verdict": "Passed", "reason": "Every claim appears in the context."},
@@ -52,15 +56,6 @@ def model_not_found(model: str) -> bytes:
     return json.dumps({"error": {
         "message": f"The model `{model}` does not exist or you do not have access to it.",
         "type": "invalid_request_error", "param": None, "code": "model_not_found"}}).encode()
-
-
-def fake_usage(chat: list[dict[str, str]], content: str) -> dict[str, int]:
-    """The ``usage`` the fake judge reports: one token per 4 characters, as OpenAI's rule of
-    thumb (the prompt: every message's content; the completion: the answer)."""
-    prompt = sum(len(m.get("content") or "") for m in chat) // 4 + 1
-    completion = len(content) // 4 + 1
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
 
 
 def _key_words(text: str) -> list[str]:
@@ -123,37 +118,20 @@ class Malformed:
     content: str
 
 
-class FakeJudge:
-    """The loopback judge server (threads, port 0)."""
+class FakeJudge(FakeProvider):
+    """The loopback judge server (threads, port 0): a :class:`FakeProvider` with no rate
+    limit, answering after ``delay`` seconds."""
 
     def __init__(self, delay: float = 0.0, *, known_models: Iterable[str] | None = None,
                  judge_content: bool = False) -> None:
-        self.delay = delay
         self.known_models = frozenset(known_models) if known_models is not None else None
         self.judge_content = judge_content
-        self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.max_in_flight = 0
-        self._in_flight = 0
         self._actions: deque[Any] = deque()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        judge = self
+        super().__init__(rpm=None, latency=delay)
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet test output
-                pass
-
-            def do_POST(self) -> None:
-                judge._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
+    @property
+    def delay(self) -> float:
+        return self.latency
 
     def script(self, *actions: Any) -> None:
         with self._lock:
@@ -167,76 +145,36 @@ class FakeJudge:
         with self._lock:
             return self._actions.popleft() if self._actions else None
 
-    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length", 0))
-        body = json.loads(handler.rfile.read(length))
-        with self._lock:
-            self.requests.append(body)
-            self.headers.append(dict(handler.headers))
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
-        try:
-            self._answer(handler, body, self._next_action())
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (its timeout): nothing to answer
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-
-    def _answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any], action: Any) -> None:
+    def answer(self, body: dict[str, Any]) -> Reply:
+        action = self._next_action()
         if isinstance(action, Hang):
             self._stop.wait(action.seconds)
-        elif self.delay:
-            time.sleep(self.delay)
+        elif self.latency:
+            self._stop.wait(self.latency)
         if isinstance(action, Status):
-            self._send(handler, action.code, action.body.encode(), action.headers)
-            return
+            return action.code, action.body.encode(), dict(action.headers)
         if self.known_models is not None and body.get("model") not in self.known_models:
-            self._send(handler, 404, model_not_found(str(body.get("model"))), {})
-            return
+            return 404, model_not_found(str(body.get("model"))), {}
         if isinstance(action, (Answer, Malformed)):
             content = action.content
         else:
-            content = json.dumps(self._judgment(body["messages"]))
-        completion = {"id": "chatcmpl-fake", "object": "chat.completion",
-                      "model": body.get("model"),
-                      "choices": [{"index": 0, "finish_reason": "stop",
-                                   "message": {"role": "assistant", "content": content}}],
-                      "usage": fake_usage(body["messages"], content)}
-        self._send(handler, 200, json.dumps(completion).encode(), {})
+            content = json.dumps(self.judgment(body["messages"]))
+        return 200, self.completion(body, content), {}
 
-    def _judgment(self, chat: list[dict[str, str]]) -> dict[str, Any]:
+    def judgment(self, chat: list[dict[str, Any]]) -> dict[str, Any]:
         match = re.search(r"running the check '([^']+)'", chat[0]["content"])
         name = match.group(1) if match else ""
         template = CATALOGUE.get(name)
-        if self.judge_content and template is not None and template.output_type != "choices":
+        if (self.judge_content and template is not None and template.output_type != "choices"
+                and name != "custom_judge"):  # its output type is the request's, not listed
             inputs = json.loads(chat[1]["content"].split("\n", 1)[1])  # after "Inputs:"
             judged = support_judgment(template.output_type, inputs)
             if judged is not None:
                 return judged
-        return RECORDED.get(name, _DEFAULT)
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, code: int, data: bytes,
-              headers: dict[str, str]) -> None:
-        handler.send_response(code)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def close(self) -> None:
-        self._stop.set()  # release hanging handlers
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if name in RECORDED:
+            return RECORDED[name]
+        return _DEFAULT if template is not None and name != "custom_judge" \
+            else shape_judgment(chat, _DEFAULT["reason"])
 
     def __repr__(self) -> str:
         return f"<FakeJudge {self.url} requests={len(self.requests)}>"

@@ -165,3 +165,13 @@ def test_the_embedded_server_keeps_its_cache_across_runs(
         shutil.rmtree(_judge_cache_dir)
         assert main([*argv, "--judge-cache", "off"]) == 0
         assert len(judge.requests) == 10 and not _judge_cache_dir.exists()
+
+
+@pytest.mark.unit
+def test_only_a_cached_judge_tag_means_cached_true() -> None:
+    from fi_evals.server.evaluators.base import from_cache
+
+    assert from_cache("Polite. [judge m for turing_small, prompt is_polite@v1.1, cached]")
+    for reason in ("Polite. [judge m, prompt is_polite@v1.1, 12+3 tokens]", "x, cached]",
+                   "contains 'a, cached]'", "", None):
+        assert not from_cache(reason), reason

@@ -108,12 +108,13 @@ class WorkerProcess:
     """``fi-evals worker --backend URL ...``; returns once it consumes."""
 
     def __init__(self, backend: str, *args: str, log_path: Path, wait: bool = True,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
         """Args:
             backend: the ``--backend`` URL.
-            *args: more ``fi-evals worker`` flags.
+            *args: more ``fi-evals worker`` flags (a ``--log-level`` here wins).
             log_path: where its stderr goes.
             wait: return only once it consumes (else call :meth:`wait_ready`).
+            env: more environment variables (``FI_JUDGE_*``: its judge settings).
         """
         self.backend = backend
         self.log_path = log_path
@@ -122,7 +123,8 @@ class WorkerProcess:
         cmd = [sys.executable, "-m", "fi_evals.cli", "worker", "--backend", backend,
                "--log-level", "warning", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=child_env(), start_new_session=True)
+                                     env={**child_env(), **(env or {})},
+                                     start_new_session=True)
         if wait:
             self.wait_ready(start_timeout)
 

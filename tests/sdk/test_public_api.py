@@ -17,7 +17,8 @@ PUBLIC = [
     "APIConnectionError", "APIError", "APITimeoutError", "AsyncEvaluator", "AsyncScoreLogger",
     "AuthenticationError", "BadRequestError", "BatchItem", "BatchResult", "BatchRunResult",
     "ConflictError", "EvalFailedError", "EvalHandle",
-    "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "IdempotencyError", "InvalidInputError",
+    "EvalResult", "EvalSpec", "Evaluator", "FiEvalsError", "FunctionMetric", "IdempotencyError",
+    "InvalidInputError",
     "ItemError", "KeyMappingError", "LoggedScore", "LoggerStats", "MissingCredentialsError",
     "NotFoundError", "OverloadedError", "OverflowPolicy",
     "PermissionDeniedError", "PollBackoff", "ProtocolError", "RateLimitError", "RedirectError",
@@ -25,7 +26,7 @@ PUBLIC = [
     "RetryPolicy", "ScoreLogger", "ServerError", "Submission", "TemplateUnavailableError",
     "TransportStats",
     "UnknownTemplateError",
-    "Verdict", "WaitTimeoutError", "__version__", "evaluate",
+    "Verdict", "WaitTimeoutError", "__version__", "evaluate", "metric",
 ]
 
 
@@ -66,7 +67,7 @@ def test_retry_module_is_neutral():
 # Modules both sides may import; the server imports only these and its own modules.
 NEUTRAL = {"fi_evals._cachedir", "fi_evals._constants", "fi_evals._retry", "fi_evals._version",
            "fi_evals._otel",  # OpenTelemetry helpers: the SDK's spans and the server's
-           "fi_evals.catalogue",
+           "fi_evals._loading", "fi_evals.catalogue",
            "fi_evals.protocol"}
 
 

@@ -8,13 +8,14 @@ says what is missing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from fi_evals.catalogue import CATALOGUE, Template
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, Outcome
 
-__all__ = ["BaseEvaluator", "EvaluationError", "NotEvaluable", "Outcome", "Registry"]
+__all__ = ["BaseEvaluator", "EvaluationError", "NotEvaluable", "Outcome", "Registry",
+           "load_evaluators"]
 
 log = logging.getLogger("fi_evals.server")
 
@@ -175,3 +176,57 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"<Registry of {len(self)} evaluators>"
+
+
+def load_evaluators(specs: Sequence[str], *, flag: str = "--evaluators") -> list[BaseEvaluator]:
+    """Extra evaluators from ``MODULE:ATTR`` references (``fi-evals serve --evaluators`` and
+    ``fi-evals worker --evaluators``: one loader for both).
+
+    The module is imported as :func:`fi_evals._loading.import_attr` does (the current directory
+    first); the attribute is an evaluator, an iterable of evaluators, or a callable returning
+    either. Each must be for a catalogue template (it replaces the built-in one). Where they
+    run is their ``isolation`` attribute's choice, as for built-ins (:func:`~fi_evals.server.
+    isolation.isolate`): ``"always"`` or ``"large"`` sends their items to the isolated child
+    processes under the per-item time and memory limits; every request reaching them has
+    passed the door limits (:mod:`fi_evals.server.limits`).
+
+    Raises:
+        ImportTargetError: (a ValueError) a reference that is malformed or cannot be
+            imported.
+        ValueError: it does not name evaluators, or one is for a template the catalogue does
+            not list, or one that asks for isolation does not pickle.
+    """
+    import pickle
+
+    from fi_evals._loading import import_attr
+
+    found: list[BaseEvaluator] = []
+    for spec in specs:
+        value: Any = import_attr(spec, flag=flag)
+        if callable(value) and not isinstance(value, BaseEvaluator):
+            value = value()
+        try:
+            items = [value] if isinstance(value, BaseEvaluator) else list(value)
+        except TypeError:
+            items = [value]
+        bad = [v for v in items if not isinstance(v, BaseEvaluator)]
+        if bad:
+            raise ValueError(f"{flag} {spec}: holds {bad[0]!r}, which is not a BaseEvaluator "
+                             "(fi_evals.server.evaluators.BaseEvaluator)")
+        for evaluator in items:
+            name = getattr(getattr(evaluator, "template", None), "name", None)
+            if name not in CATALOGUE:
+                raise ValueError(f"{flag} {spec}: {evaluator!r} is for template {name!r}, "
+                                 f"which the catalogue does not list (an evaluator replaces a "
+                                 f"listed template's; see `fi-evals templates`)")
+            if getattr(evaluator, "isolation", None) is not None:
+                try:
+                    pickle.dumps(evaluator)
+                except Exception as exc:  # any pickling failure means the same
+                    raise ValueError(
+                        f"{flag} {spec}: {evaluator!r} asks for isolation "
+                        f"({evaluator.isolation!r}) but does not pickle ({exc}); isolated "
+                        f"evaluators are sent to child processes: make it a module-level "
+                        f"class whose state pickles") from exc
+        found.extend(items)
+    return found

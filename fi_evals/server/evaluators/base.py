@@ -12,6 +12,7 @@ server records it on the item as a failed evaluation and keeps going.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +28,21 @@ Isolation = Literal["always", "large"]
 """Where the server runs an evaluator (``fi_evals.server.isolation``): ``"always"`` in an
 isolated child process (its parameters are programs: patterns, schemas), ``"large"`` in-process
 up to the inline size cap and isolated above it (quadratic cost in the text length)."""
+
+
+CACHED_TAG = ", cached]"
+"""How a judge outcome answered from the judge cache ends its reason (``[judge M, prompt P,
+cached]``): the record keeps no other trace of it, through SQLite and Redis alike."""
+
+
+_CACHED_JUDGE_TAG = re.compile(r"\[judge [^\[\]]*, prompt [^\[\],]+" + re.escape(CACHED_TAG) + "$")
+
+
+def from_cache(reason: str | None) -> bool:
+    """True when ``reason`` is a judge outcome's answered from the judge cache (its tag is
+    ``[judge M, prompt P, cached]``): the wire's ``cached: true`` (additive; absent
+    otherwise)."""
+    return bool(reason) and _CACHED_JUDGE_TAG.search(reason or "") is not None
 
 
 @dataclass(frozen=True)

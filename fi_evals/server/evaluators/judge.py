@@ -48,6 +48,7 @@ Errors (all :class:`~fi_evals.server.evaluators.base.EvaluationError`, so the it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -66,15 +67,22 @@ from requests.adapters import HTTPAdapter
 from fi_evals import _constants as C
 from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals.catalogue import CATALOGUE, Template
-from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
+from fi_evals.server.evaluators.base import (
+    CACHED_TAG,
+    BaseEvaluator,
+    EvaluationError,
+    ItemInputs,
+    Outcome,
+)
 from fi_evals.server.evaluators.judge_budget import RateBudget, estimate_tokens
 from fi_evals.server.evaluators.judge_cache import JudgeCache, cache_key
-from fi_evals.server.evaluators.prompts import PROMPTS, messages
+from fi_evals.server.evaluators.prompts import PROMPTS, JudgePrompt, custom_prompt, messages
 
 __all__ = [
     "JUDGE_RETRY",
     "JUDGE_SAMPLING",
     "Completion",
+    "CustomJudgeEvaluator",
     "JudgeAnswerError",
     "JudgeClient",
     "JudgeEvaluator",
@@ -518,7 +526,8 @@ class JudgeEvaluator(BaseEvaluator):
         if hit is not None:
             return hit
         deadline = time.monotonic() + self.client.settings.timeout
-        chat = messages(self.template, inputs)
+        template, prompt = self._prompt_for(params)
+        chat = messages(template, inputs, prompt)
         problem = ""
         prompt_tokens: int | None = None
         completion_tokens: int | None = None
@@ -530,7 +539,7 @@ class JudgeEvaluator(BaseEvaluator):
             self.client.count(prompt_tokens=answer.prompt_tokens or 0,
                               completion_tokens=answer.completion_tokens or 0)
             try:
-                outcome = parse_answer(self.template, self.prompt.multiple, text)
+                outcome = parse_answer(template, prompt.multiple, text)
             except ValueError as exc:
                 problem = str(exc)
                 chat = [*chat, {"role": "assistant", "content": text},
@@ -546,6 +555,10 @@ class JudgeEvaluator(BaseEvaluator):
         raise JudgeAnswerError(
             f"the judge's answer was malformed {C.JUDGE_PARSE_ATTEMPTS} times ({problem}); "
             f"raw answer: {text[:C.JUDGE_RAW_ANSWER_CHARS]!r}")
+
+    def _prompt_for(self, params: Mapping[str, Any]) -> tuple[Template, JudgePrompt]:
+        """The template (output type, choices) and prompt this request is judged with."""
+        return self.template, self.prompt
 
     def _cache_key(self, model: str, inputs: ItemInputs, params: Mapping[str, Any]) -> str:
         return cache_key(endpoint=self.client.settings.endpoint, model=model,
@@ -582,8 +595,7 @@ class JudgeEvaluator(BaseEvaluator):
             judged.get("completion_tokens")
         tag = [f"judge {judged['judge']}", f"prompt {self.prompt.tag}"]
         if cached:
-            tag.append("cached")
-            return Outcome(judged["output"], f"{judged['reason']} [{', '.join(tag)}]",
+            return Outcome(judged["output"], f"{judged['reason']} [{', '.join(tag)}{CACHED_TAG}",
                            cached=True, prompt_tokens=0, completion_tokens=0,
                            cost=self.client.settings.cost(0, 0))
         cost = self.client.settings.cost(prompt_tokens, completion_tokens)
@@ -627,10 +639,53 @@ class JudgeEvaluator(BaseEvaluator):
         return f"<JudgeEvaluator {self.template.name!r} prompt={self.prompt.tag} {self.client!r}>"
 
 
+class CustomJudgeEvaluator(JudgeEvaluator):
+    """``custom_judge``: the request's ``criteria`` judged with its ``output_type``.
+
+    The parameters' types and sizes are checked by the template's schema (a 400 naming the
+    parameter); :meth:`check_params` adds the rules between them. The prompt is the versioned
+    ``CUSTOM_JUDGE_FRAME`` around the criteria (``prompts.custom_prompt``); the answer is
+    validated like any judge template's (a Pass/Fail verdict, a score in [0, 1], or labels
+    from ``choices``): one that is not is asked for again once, then the item fails
+    (``JudgeAnswerError``), never a made-up verdict. Same client, budget and cache as the
+    others (the criteria and output type are in the cache key, as parameters).
+    """
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raises EvaluationError naming the parameter: blank ``criteria``, ``choices``
+        missing for (or given without) ``output_type: choices``, labels equal but for case,
+        ``multiple`` without choices."""
+        kind = params.get("output_type") or "Pass/Fail"
+        if not str(params.get("criteria") or "").strip():
+            raise EvaluationError("criteria: must say what the judge checks (it is blank)")
+        choices = params.get("choices")
+        if kind == "choices":
+            if not choices:
+                raise EvaluationError("choices: required with output_type choices (the labels "
+                                      "the judge picks from, at least 2)")
+            lowered = [str(c).strip().lower() for c in choices]
+            if len(set(lowered)) != len(lowered) or not all(lowered):
+                raise EvaluationError(f"choices: labels must differ (ignoring case and spaces) "
+                                      f"and not be blank, not {list(choices)}")
+        elif choices is not None:
+            raise EvaluationError(f"choices: only with output_type choices (output_type is "
+                                  f"{kind}); drop it or set output_type to choices")
+        elif params.get("multiple"):
+            raise EvaluationError(f"multiple: only with output_type choices (output_type is "
+                                  f"{kind})")
+
+    def _prompt_for(self, params: Mapping[str, Any]) -> tuple[Template, JudgePrompt]:
+        kind = params.get("output_type") or "Pass/Fail"
+        choices = tuple(str(c).strip() for c in params.get("choices") or ()) or None
+        template = dataclasses.replace(self.template, output_type=kind, choices=choices)
+        return template, custom_prompt(params)
+
+
 def judge_evaluators(settings: JudgeSettings, cache: JudgeCache | None = None,
                      budget: Any = None) -> list[JudgeEvaluator]:
     """A judge evaluator for every model-judged text template, sharing one client (and
     ``cache``, None: no judge cache; ``budget``, None: a :class:`RateBudget` of this
-    process)."""
+    process); ``custom_judge`` gets a :class:`CustomJudgeEvaluator`."""
     client = JudgeClient(settings, cache=cache, budget=budget)
-    return [JudgeEvaluator(t, client) for t in CATALOGUE.values() if t.family == "judge"]
+    return [(CustomJudgeEvaluator if t.name == "custom_judge" else JudgeEvaluator)(t, client)
+            for t in CATALOGUE.values() if t.family == "judge"]

@@ -182,29 +182,3 @@ def register_task(app: Celery, backend: BackendURL, registry: Registry) -> Any:
             log.info("chunk of %d: %s (re-delivered)", len(eval_ids), counts)
 
     return run_chunk
-
-
-def load_evaluators(specs: Sequence[str]) -> list[BaseEvaluator]:
-    """Extra evaluators from ``module:attribute`` specs (``--evaluators``).
-
-    The attribute is an evaluator, an iterable of evaluators, or a callable returning either.
-
-    Raises:
-        ValueError: a spec that is malformed or does not name evaluators.
-    """
-    import importlib
-
-    found: list[BaseEvaluator] = []
-    for spec in specs:
-        module_name, _, attr = spec.partition(":")
-        if not module_name or not attr:
-            raise ValueError(f"--evaluators wants MODULE:ATTRIBUTE, not {spec!r}")
-        value: Any = getattr(importlib.import_module(module_name), attr)
-        if callable(value) and not isinstance(value, BaseEvaluator):
-            value = value()
-        items = [value] if isinstance(value, BaseEvaluator) else list(value)
-        bad = [v for v in items if not isinstance(v, BaseEvaluator)]
-        if bad:
-            raise ValueError(f"{spec} holds {bad[0]!r}, which is not a BaseEvaluator")
-        found.extend(items)
-    return found
