@@ -33,6 +33,7 @@ see ``error``."""
 
 UNSCORED_STATUSES: frozenset[str] = frozenset({EvalStatus.FAILED, "error"})
 """Finished without a verdict: ``failed`` on the server, or ``error`` on the client's side."""
+_COMPLETED: str = EvalStatus.COMPLETED.value  # a plain str: compares faster than the member
 _STATUS_ALIASES = {"running": EvalStatus.PROCESSING.value, "queued": EvalStatus.PENDING.value}
 
 
@@ -79,7 +80,7 @@ class EvalResult(BaseModel):
     @property
     def ok(self) -> bool:
         """True when the item was scored (whatever the verdict)."""
-        return self.status == EvalStatus.COMPLETED
+        return self.status == _COMPLETED
 
     @property
     def finished(self) -> bool:
@@ -125,12 +126,15 @@ class EvalResult(BaseModel):
         A sync item that could not run is ``failed``: fi-evals servers say so with
         ``eval_status``; from others, a sync item without any output reads the same way.
         """
+        # model_construct: the fields come from an EvalItem, validated when the answer was read
+        # (a batch builds one result per evaluation: validating them again doubled its cost).
         if pending:
-            return cls(name=item.name, output=None, reason=None, runtime=None,
-                       output_type=item.output_type, eval_id=item.eval_id,
-                       status=EvalStatus.PENDING.value)
-        result = cls(name=item.name, output=item.output, reason=item.reason,
-                     runtime=item.runtime, output_type=item.output_type, eval_id=item.eval_id)
+            return cls.model_construct(name=item.name, output=None, reason=None, runtime=None,
+                                       output_type=item.output_type, eval_id=item.eval_id,
+                                       status=EvalStatus.PENDING.value)
+        result = cls.model_construct(name=item.name, output=item.output, reason=item.reason,
+                                     runtime=item.runtime, output_type=item.output_type,
+                                     eval_id=item.eval_id)
         if (normalize_status(item.eval_status or EvalStatus.COMPLETED) == EvalStatus.FAILED
                 or item.output is None):
             message = item.error_message or item.reason or "the evaluation could not run"
