@@ -184,7 +184,7 @@ takes about 5 ms or less inline on 2 cores)."""
 BATCH_CHUNK_SIZE = 50
 """Items per request of `evaluate_batch` when the input's length is unknown (files, generators);
 further capped by the server's `max_batch_size`."""
-BATCH_ASYNC_CHUNK_SIZE = 100
+BATCH_ASYNC_CHUNK_SIZE = 500
 """Items per submission of `evaluate_batch(is_async=True)` (submitting is cheap: the server only
 stores them); further capped by the server's `max_batch_size`."""
 BATCH_MIN_CHUNKS_PER_WORKER = 2

@@ -105,6 +105,8 @@ __all__ = ["Answer", "ThrottleEvent", "Transport", "TransportStats"]
 
 _EVAL_ITEMS: TypeAdapter[list[EvalItem]] = TypeAdapter(list[EvalItem])
 """A new-eval answer's evaluations, validated in one call (not one call per item)."""
+_STATUS_ENTRIES: TypeAdapter[list[BulkStatusEntry]] = TypeAdapter(list[BulkStatusEntry])
+"""A bulk-status answer's entries, likewise."""
 
 log = logging.getLogger("fi_evals.transport")
 
@@ -383,8 +385,8 @@ class Transport:
         """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
                             deadline=deadline)
-        return _parsed(answer, lambda result: [BulkStatusEntry.model_validate(e)
-                                               for e in a_list(result)], PATH_BULK_STATUS)
+        return _parsed(answer, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
+                       PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop
 

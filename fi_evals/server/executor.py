@@ -41,6 +41,7 @@ _ERROR_BACKOFF = 1.0  # seconds a worker waits after a store error
 # bigger chunks (two transactions per chunk dominate otherwise), slow ones in small chunks (so
 # that work spreads over the workers and a stop releases little).
 _MAX_CLAIM = 256
+_MAX_BATCHED_CLAIM = 1024  # cap of a claim grown to an evaluator's preferred_batch
 _FAST_CHUNK = 0.05  # seconds: a full chunk done faster than this doubles the claim size
 _SLOW_CHUNK = 0.5  # seconds: a chunk slower than this halves it
 
@@ -188,6 +189,7 @@ class ThreadWorkerPool(JobExecutor):
         self.sim_latency_ms = sim_latency_ms
         self._count = count or (lambda template, ok, failed: None)
         self._wake = threading.Condition()
+        self._local = threading.local()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -227,6 +229,7 @@ class ThreadWorkerPool(JobExecutor):
                         self._wake.wait(_IDLE_WAIT)
                 continue
             started = time.monotonic()
+            self._local.preferred = 0
             try:
                 self._process(jobs)
             except Exception as exc:  # a bug must not silently kill the worker
@@ -238,10 +241,14 @@ class ThreadWorkerPool(JobExecutor):
                                         output=None, reason=None, runtime=0,
                                         error_message=message) for j in jobs])
             elapsed = time.monotonic() - started
+            # An evaluator that batches (a model) gets claims of its preferred size: a claim
+            # of 8 would make 8-text encoder passes where a sync request makes one of 500.
+            floor = max(self.claim_batch, min(self._local.preferred, _MAX_BATCHED_CLAIM))
             if elapsed < _FAST_CHUNK and len(jobs) == size:
-                size = min(size * 2, _MAX_CLAIM)
+                size = min(size * 2, max(_MAX_CLAIM, floor))
             elif elapsed > _SLOW_CHUNK:
-                size = max(self.claim_batch, size // 2)
+                size = max(floor, size // 2)
+            size = max(size, floor)
 
     def _process(self, jobs: list[ClaimedJob]) -> None:
         finished: list[FinishedJob] = []
@@ -253,6 +260,9 @@ class ThreadWorkerPool(JobExecutor):
                 self._release([j.eval_id for j in jobs[index:]])
                 return
             group, evaluator = self._group_at(jobs, index)
+            if not isinstance(evaluator, NotEvaluable) and evaluator.preferred_batch:
+                self._local.preferred = max(getattr(self._local, "preferred", 0),
+                                            evaluator.preferred_batch)
             for job, result in zip(group, self._evaluate(group, evaluator), strict=True):
                 finished.append(FinishedJob(eval_id=job.eval_id,
                                             status=result.status,  # type: ignore[arg-type]

@@ -417,6 +417,7 @@ class IsolatedEvaluator(BaseEvaluator):
         self.inner = inner
         self.template = inner.template
         self.isolation = inner.isolation
+        self.preferred_batch = inner.preferred_batch
         self.pool = pool
         self._ref = EvaluatorRef.of(inner)
 
