@@ -202,8 +202,9 @@ def _issue20_targets(p1: dict[str, Any], cs: dict[str, Any]) -> list[dict[str, A
                        "baseline: " + _n_us((cs.get("fi-sync@500@baseline") or {})
                                             .get("server_cpu_us"))
                        if "fi-sync@500@baseline" in cs else ""))
-    r = _ratio(p1, "server-no-http", "server-no-http@baseline")
-    out.append(_target("P1", "server pipeline in-process: this tree / baseline worktree", r,
+    r = _ratio(p1, "server-no-http@500", "server-no-http@500@baseline")
+    out.append(_target("P1", "server pipeline in-process, chunks of 500 (fi_evals' request "
+                       "size with defaults now): this tree / baseline worktree", r,
                        _fmt_x(r), f">= {P1_MIN_PIPELINE_SPEEDUP:g}x",
                        r is not None and r >= P1_MIN_PIPELINE_SPEEDUP))
     r = _ratio(p1, "fi-async", "fi-sync")
@@ -367,7 +368,8 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
             ("fi-sync", "in-process"), ("fi-sync", "http-ceiling"),
             ("fi-sync", "server-no-http"), ("fi-sync@500", "http-ceiling@500"),
             ("fi-sync", "fi-sync@baseline"), ("fi-async", "fi-sync"),
-            ("server-no-http", "server-no-http@baseline"))}
+            ("server-no-http", "server-no-http@baseline"),
+            ("server-no-http@500", "server-no-http@500@baseline"))}
     targets = _p1_p3_targets(sc, an) + _p4_p5_targets(an)
     if "M" in an:
         targets.append(_m_target(an))

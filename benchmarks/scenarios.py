@@ -144,6 +144,11 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
                       "store), no HTTP", "ceiling", s.p1, P1_EVALS),
             Contender("server-no-http", f"baseline {BASELINE_NAME}: server pipeline "
                       "in-process, no HTTP", "baseline", s.p1, P1_EVALS, baseline=True),
+            Contender("server-no-http", f"server pipeline in-process, chunks of {SDK_MAX_BATCH}",
+                      "ceiling", s.p1, P1_EVALS, chunk_size=SDK_MAX_BATCH),
+            Contender("server-no-http", f"baseline {BASELINE_NAME}: server pipeline "
+                      f"in-process, chunks of {SDK_MAX_BATCH}", "baseline", s.p1, P1_EVALS,
+                      chunk_size=SDK_MAX_BATCH, baseline=True),
             Contender("in-process", "evaluators called in-process (no HTTP, no storage)",
                       "ceiling", s.p1, P1_EVALS),
         )),
