@@ -14,7 +14,11 @@ from collections.abc import Callable
 from json import encoder as _encoder
 from typing import Any
 
-__all__ = ["compact_encoder"]
+__all__ = ["compact_encoder", "encode_string"]
+
+encode_string: Callable[[str], str] = getattr(_encoder, "c_encode_basestring", None) \
+    or _encoder.py_encode_basestring
+"""A str as a JSON string literal, non-ASCII kept (what the encoders do with strings)."""
 
 
 def compact_encoder(*, allow_nan: bool = True, sort_keys: bool = False) -> Callable[[Any], str]:

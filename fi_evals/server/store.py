@@ -54,16 +54,21 @@ class ResultBatch(Sequence[NewJob]):
     :class:`NewJob` made on access, so a store that knows this type (SQLite) writes its rows
     without building one object per evaluation, and any other store reads plain NewJobs.
 
-    ``results[i]`` has ``status``, ``output``, ``reason``, ``runtime`` and ``error_message``.
+    ``results[i]`` has ``status``, ``output``, ``reason``, ``runtime`` and ``error_message``;
+    ``outputs[i]``, when given, is ``results[i].output`` as compact JSON text (None for null),
+    already made for the answer: a store writing JSON text can reuse it.
     """
 
-    __slots__ = ("eval_ids", "items", "model", "params", "results", "template")
+    __slots__ = ("eval_ids", "items", "model", "outputs", "params", "results", "template")
 
     def __init__(self, template: str, params: Mapping[str, Any], model: str | None,
                  eval_ids: Sequence[str], items: Sequence[Mapping[str, Any]],
-                 results: Sequence[Any]) -> None:
+                 results: Sequence[Any], outputs: Sequence[str | None] | None = None) -> None:
         if not len(eval_ids) == len(items) == len(results):
             raise ValueError("eval_ids, items and results must have one entry per evaluation")
+        if outputs is not None and len(outputs) != len(results):
+            raise ValueError("outputs must have one entry per evaluation")
+        self.outputs = outputs
         self.template = template
         self.params = params
         self.model = model

@@ -159,10 +159,12 @@ class SQLiteJobStore(JobStore):
     def _result_rows(batch: ResultBatch, now: float) -> list[tuple[Any, ...]]:
         dumps = _dumps
         template, params, model = batch.template, _dumps(batch.params), batch.model
-        return [(i, template, r.status, dumps(item), params, model,
-                 None if r.output is None else dumps(r.output), r.reason, r.runtime,
-                 r.error_message, now, now)
-                for i, item, r in zip(batch.eval_ids, batch.items, batch.results, strict=True)]
+        outputs = batch.outputs or [None if r.output is None else dumps(r.output)
+                                    for r in batch.results]
+        return [(i, template, r.status, dumps(item), params, model, output, r.reason,
+                 r.runtime, r.error_message, now, now)
+                for i, item, r, output in zip(batch.eval_ids, batch.items, batch.results,
+                                              outputs, strict=True)]
 
     def _insert_rows(self, rows: list[tuple[Any, ...]], pending: int,
                      idempotency: tuple[str, str, IdempotencyAnswer] | None,
