@@ -8,8 +8,10 @@ already takes long: the size stays, and so do full waves of ``max_workers`` requ
 halves when a request nears the client's read timeout, or when the server slows down (rows take
 several times longer than the fastest seen, and the request is no longer fast).
 
-The size never exceeds what keeps ``BATCH_MIN_CHUNKS_PER_WORKER`` chunks per worker for the
-rows left, when their number is known, so the tail of a batch still spreads over every worker.
+Near the end of an input of known length, the size never exceeds what keeps
+``BATCH_MIN_CHUNKS_PER_WORKER`` chunks per worker for the rows left (never below the start
+size), so the tail still spreads over every worker; requests that take a small part of ``fast``
+are exempt (an uneven tail of them costs less than the extra requests would).
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class ChunkSizer:
 
     def next_size(self, remaining: int | None = None) -> int:
         """Rows for the next chunk; ``remaining``: rows not yet read, when known."""
-        if remaining is None:
+        if remaining is None or self.best_per_row is None \
+                or self.best_per_row * self.size < self.fast / 4:
             return self.size
         spread = math.ceil(remaining / (self.workers * BATCH_MIN_CHUNKS_PER_WORKER))
         return max(1, min(self.size, max(spread, self.minimum)))
