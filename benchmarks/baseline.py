@@ -42,7 +42,7 @@ def ensure(folder: Path = BASELINE_DIR, commit: str = BASELINE_COMMIT) -> Path:
             return folder
         _git("checkout", "--detach", "--quiet", wanted, cwd=folder)
         return folder
-    _git("worktree", "prune")
+    # --force: also when the folder was deleted by hand but git still lists it.
     _git("worktree", "add", "--detach", "--force", str(folder), wanted)
     return folder
 
