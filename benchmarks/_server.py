@@ -30,20 +30,28 @@ class BenchServer:
 
     Args:
         *flags: more ``fi-evals serve`` flags, e.g. ``"--sim-latency-ms", "50"``.
+        root: the source tree whose ``fi_evals`` serves (default: the one importing this; the
+            baseline contenders give the baseline worktree, see ``baseline.py``).
     """
 
     api_key = "bench-api-key"
     secret_key = "bench-secret-key"
 
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, root: str | None = None) -> None:
         self.flags = list(flags)
+        self.root = root
         self._folder = tempfile.mkdtemp(prefix="fi-evals-bench-")
         cmd = [sys.executable, "-m", "fi_evals.cli", "serve", "--port", "0",
                "--db", os.path.join(self._folder, "bench.db"), "--api-key", self.api_key,
                "--secret-key", self.secret_key, "--no-access-log", "--log-level", "warning",
                *self.flags]
         self._log = open(os.path.join(self._folder, "server.log"), "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log)
+        env = None
+        if root is not None:
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, cwd=root,
+                                     env=env)
         self.url = self._read_url()
         threading.Thread(target=self._drain, daemon=True).start()
 

@@ -19,7 +19,16 @@ from benchmarks.scenarios import P2_LATENCY_MS, P2_WORKERS
 __all__ = ["analyze", "console", "crashed", "describe_external", "write"]
 
 P1_MIN_SPEEDUP = 20.0
-P1_MIN_INPROCESS_SHARE = 0.80
+P1_MIN_OF_BEST_FIXED = 0.90
+"""Issue 20: fi_evals sync with defaults (adaptive size) / the best fixed chunk size."""
+P1_MAX_SERVER_US = 20.0
+"""Issue 20: server CPU per evaluation (children included) with chunks of 500."""
+P1_MIN_PIPELINE_SPEEDUP = 2.0
+"""Issue 20: server pipeline in-process, this tree / the baseline worktree."""
+P1_MIN_ASYNC_SHARE = 0.90
+"""Issue 20: fi_evals async (submit all, bulk-poll) / fi_evals sync."""
+P1_MIN_BASELINE_SPEEDUP = 2.5
+"""Issue 20: fi_evals sync with defaults, this tree / the baseline worktree."""
 P2_IDEAL = P2_WORKERS / (P2_LATENCY_MS / 1000.0)
 P2_MIN_SHARE = 0.90
 P3_MAX_REQUESTS = 0.05
@@ -138,10 +147,7 @@ def _p1_p3_targets(sc: dict[str, Any], an: dict[str, Any]) -> list[dict[str, Any
                                f"official on {sample or 0:,} items)", r, _fmt_x(r),
                                f">= {P1_MIN_SPEEDUP:g}x",
                                r is not None and r >= P1_MIN_SPEEDUP))
-        r = _ratio(p1, "fi-sync", "in-process")
-        out.append(_target("P1", "fi_evals sync / evaluators in-process", r, _fmt_pct(r),
-                           f">= {P1_MIN_INPROCESS_SHARE:.0%}",
-                           r is not None and r >= P1_MIN_INPROCESS_SHARE))
+        out += _issue20_targets(p1, an["P1"]["contenders"])
     if "P2" in sc:
         fi = an["P2"]["contenders"].get("fi-sync", {})
         rate = fi.get("items_rate")
@@ -163,6 +169,60 @@ def _p1_p3_targets(sc: dict[str, Any], an: dict[str, Any]) -> list[dict[str, Any
                            f"<= {P3_MAX_REQUESTS:g}",
                            value is not None and value <= P3_MAX_REQUESTS, note))
     return out
+
+
+def _best_fixed_ratio(p1: dict[str, Any]) -> tuple[float | None, str]:
+    """Median over rounds of fi-sync (defaults) / the fastest fixed-chunk fi-sync that round."""
+    fixed = [n for n in p1["contenders"] if n.startswith("fi-sync@") and "baseline" not in n]
+    default = p1["contenders"].get("fi-sync")
+    if not fixed or not default:
+        return None, ""
+    ratios, winners = [], []
+    for i, run in enumerate(default["runs"]):
+        same_round = [(n, p1["contenders"][n]["runs"][i]) for n in fixed
+                      if i < len(p1["contenders"][n]["runs"])]
+        same_round = [(n, r) for n, r in same_round if _ok(r)]
+        if not _ok(run) or not same_round:
+            continue
+        name, best = max(same_round, key=lambda nr: _rate(nr[1]))
+        ratios.append(_rate(run) / _rate(best))
+        winners.append(name.removeprefix("fi-sync@"))
+    return _median(ratios), ", ".join(dict.fromkeys(winners))
+
+
+def _issue20_targets(p1: dict[str, Any], cs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 20's gates, each a ratio within this run (or the server's CPU per evaluation)."""
+    out = []
+    r, winners = _best_fixed_ratio(p1)
+    out.append(_target("P1", "fi_evals sync with defaults (adaptive request size) / best fixed "
+                       f"chunk size of the round (best: {winners or '-'})", r, _fmt_pct(r),
+                       f">= {P1_MIN_OF_BEST_FIXED:.0%}",
+                       r is not None and r >= P1_MIN_OF_BEST_FIXED))
+    us = (cs.get("fi-sync@500") or {}).get("server_cpu_us")
+    out.append(_target("P1", "server CPU per evaluation, fi_evals sync with chunks of 500 "
+                       "(child processes included)", us, f"{us or 0:.1f} us",
+                       f"<= {P1_MAX_SERVER_US:g} us", us is not None and us <= P1_MAX_SERVER_US,
+                       "baseline: " + _n_us((cs.get("fi-sync@500@baseline") or {})
+                                            .get("server_cpu_us"))
+                       if "fi-sync@500@baseline" in cs else ""))
+    r = _ratio(p1, "server-no-http@500", "server-no-http@500@baseline")
+    out.append(_target("P1", "server pipeline in-process, chunks of 500 (fi_evals' request "
+                       "size with defaults now): this tree / baseline worktree", r,
+                       _fmt_x(r), f">= {P1_MIN_PIPELINE_SPEEDUP:g}x",
+                       r is not None and r >= P1_MIN_PIPELINE_SPEEDUP))
+    r = _ratio(p1, "fi-async", "fi-sync")
+    out.append(_target("P1", "fi_evals async (submit all, bulk-poll) / fi_evals sync", r,
+                       _fmt_pct(r), f">= {P1_MIN_ASYNC_SHARE:.0%}",
+                       r is not None and r >= P1_MIN_ASYNC_SHARE))
+    r = _ratio(p1, "fi-sync", "fi-sync@baseline")
+    out.append(_target("P1", "end to end: fi_evals sync with defaults, this tree / baseline "
+                       "worktree (same run)", r, _fmt_x(r), f">= {P1_MIN_BASELINE_SPEEDUP:g}x",
+                       r is not None and r >= P1_MIN_BASELINE_SPEEDUP))
+    return out
+
+
+def _n_us(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f} us"
 
 
 def _p4(entry: dict[str, Any]) -> dict[str, Any]:
@@ -352,7 +412,10 @@ def analyze(results: dict[str, Any]) -> dict[str, Any]:
         an["P1"]["ratios"] = {f"{a} / {b}": _ratio(sc["P1"], a, b) for a, b in (
             ("fi-sync", "official-sync"), ("fi-async", "official-async"),
             ("fi-sync", "in-process"), ("fi-sync", "http-ceiling"),
-            ("fi-sync", "server-no-http"), ("fi-sync@500", "http-ceiling@500"))}
+            ("fi-sync", "server-no-http"), ("fi-sync@500", "http-ceiling@500"),
+            ("fi-sync", "fi-sync@baseline"), ("fi-async", "fi-sync"),
+            ("server-no-http", "server-no-http@baseline"),
+            ("server-no-http@500", "server-no-http@500@baseline"))}
     targets = _p1_p3_targets(sc, an) + _p4_p5_targets(an)
     if "M" in an:
         targets.append(_m_target(an))

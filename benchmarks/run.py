@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import environment, official_env, report
+from benchmarks import baseline, environment, official_env, report
 from benchmarks._server import BenchServer
 from benchmarks.scenarios import (
     FULL,
@@ -40,6 +40,7 @@ from benchmarks.scenarios import (
     Sizes,
     only,
     scenarios,
+    without_baseline,
     without_official,
     without_variants,
 )
@@ -56,9 +57,9 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path = ROOT) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
     for name in ("FI_API_KEY", "FI_SECRET_KEY", "FI_BASE_URL"):  # never reach another server
         env.pop(name, None)
     return env
@@ -88,9 +89,10 @@ def _command(c: Contender, server: BenchServer | None, official_python: Path | N
 def run_once(c: Contender, server: BenchServer | None, official_python: Path | None,
              smoke: bool) -> dict[str, Any]:
     """One run of one contender (against ``server`` when it needs one)."""
+    root = baseline.BASELINE_DIR if c.baseline else ROOT
     try:
         done = subprocess.run(_command(c, server if c.needs_server else None, official_python),
-                              cwd=ROOT, env=_env(), capture_output=True, text=True,
+                              cwd=root, env=_env(root), capture_output=True, text=True,
                               timeout=_DRIVER_TIMEOUT[smoke])
         if done.returncode != 0:
             return {"error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
@@ -126,8 +128,10 @@ def run_scenario(scenario: Scenario, runs: int, official_python: Path | None,
         for round_no in range(1, runs + 1):
             for c in scenario.contenders:
                 started = time.monotonic()
-                server = shared or (BenchServer(*scenario.server_flags) if c.needs_server
-                                    else None)
+                server = (shared if shared is not None and not c.baseline else
+                          BenchServer(*scenario.server_flags,
+                                      root=str(baseline.BASELINE_DIR) if c.baseline else None)
+                          if c.needs_server else None)
                 try:
                     result = run_once(c, server, official_python, smoke)
                 finally:
@@ -269,6 +273,20 @@ def _official(args: argparse.Namespace) -> tuple[Path | None, dict[str, str] | N
     return official_env.python_of(folder), found, None
 
 
+def _baseline(args: argparse.Namespace) -> str | None:
+    """Make (or reuse) the baseline worktree; None when it is ready, else why it is skipped."""
+    if args.smoke:
+        return "skipped in --smoke (make bench measures it)"
+    if args.no_baseline:
+        return "skipped (--no-baseline)"
+    try:
+        folder = baseline.ensure()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return f"skipped: its worktree could not be made ({exc})"
+    _say(f"baseline: {baseline.BASELINE_COMMIT} in {folder.relative_to(ROOT)}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
@@ -280,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--official-venv", default=str(official_env.DEFAULT_DIR))
     parser.add_argument("--no-official", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the baseline worktree's contenders (issue 20's gate)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--from-json", metavar="PATH",
                         help="only rewrite the report from an earlier run's latest.json")
@@ -300,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     official_python, official_versions, official_note = _official(args)
     if official_note:
         _say(f"official client: {official_note}")
+    baseline_note = _baseline(args)
+    if baseline_note:
+        _say(f"baseline: {baseline_note}")
     results: dict[str, Any] = {
         "meta": environment.describe(official_versions, official_note, smoke=args.smoke,
                                      runs=runs, sizes=sizes),
@@ -312,10 +335,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if official_python is None:
                 scenario = without_official(scenario)
+            if baseline_note:
+                scenario = without_baseline(scenario)
             if args.smoke:  # one line per driver is enough to check the harness
                 scenario = without_variants(scenario)
             results["scenarios"][scenario.key] = run_scenario(scenario, runs, official_python,
                                                               args.smoke)
+    results["meta"]["baseline"] = {"commit": baseline.BASELINE_COMMIT,
+                                   "folder": str(baseline.BASELINE_DIR.relative_to(ROOT)),
+                                   "note": baseline_note}
     results["meta"]["wall_seconds"] = round(time.time() - started, 1)
     results["meta"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     analysis = report.analyze(results)

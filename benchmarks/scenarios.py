@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-__all__ = ["FULL", "SMOKE", "Contender", "Scenario", "Sizes", "scenarios"]
+from benchmarks.baseline import BASELINE_COMMIT
+
+__all__ = ["FULL", "SMOKE", "Contender", "Scenario", "Sizes", "scenarios", "without_baseline"]
 
 P1_EVALS = "is_json,fuzzy_match"
 P2_EVALS = "is_json"
@@ -29,6 +31,10 @@ P2_OLD_CHUNK = 50
 OFFICIAL_THREADS = 8
 OFFICIAL_POLL_SLEEP = 3.0
 SDK_MAX_BATCH = 500
+P1_FIXED_CHUNKS = (100, 200, SDK_MAX_BATCH)
+"""Fixed chunk sizes P1 measures: the adaptive default must reach 90% of the best (issue 20)."""
+BASELINE_NAME = BASELINE_COMMIT
+"""The baseline worktree's commit, as the tables name it."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,8 @@ class Contender:
         evals: templates, comma-separated.
         workers: threads / ``max_workers``.
         chunk_size: rows per request; 0 = the SDK's own choice.
+        baseline: run the baseline worktree's driver and server (``baseline.py``): the code
+            before issue 20, measured in the same run.
     """
 
     key: str
@@ -85,11 +93,13 @@ class Contender:
     evals: str
     workers: int = 8
     chunk_size: int = 0
+    baseline: bool = False
 
     @property
     def name(self) -> str:
         """Unique within a scenario (a driver may run twice with different chunks)."""
-        return self.key + (f"@{self.chunk_size}" if self.chunk_size else "")
+        return self.key + (f"@{self.chunk_size}" if self.chunk_size else "") + (
+            "@baseline" if self.baseline else "")
 
     @property
     def official(self) -> bool:
@@ -122,8 +132,10 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
             Contender("fi-sync", "fi_evals sync batch (evaluate_batch)", "fi", s.p1, P1_EVALS),
             Contender("fi-async", "fi_evals async: submit all, then bulk-poll", "fi", s.p1,
                       P1_EVALS),
-            Contender("fi-sync", f"fi_evals sync batch, chunk_size={SDK_MAX_BATCH}", "tuned",
-                      s.p1, P1_EVALS, chunk_size=SDK_MAX_BATCH),
+            *(Contender("fi-sync", f"fi_evals sync batch, fixed chunk_size={size}", "tuned",
+                        s.p1, P1_EVALS, chunk_size=size) for size in P1_FIXED_CHUNKS),
+            Contender("fi-sync", f"baseline {BASELINE_NAME}: fi_evals sync batch (defaults)",
+                      "baseline", s.p1, P1_EVALS, baseline=True),
             Contender("official-sync", "official client: 8 threads x evaluate() per item",
                       "official", s.p1_official, P1_EVALS, OFFICIAL_THREADS),
             Contender("official-async", "official client: is_async per item, poll each id "
@@ -134,6 +146,13 @@ def scenarios(sizes: Sizes) -> list[Scenario]:
                       s.p1, P1_EVALS, chunk_size=SDK_MAX_BATCH),
             Contender("server-no-http", "server pipeline in-process (validate, evaluate, "
                       "store), no HTTP", "ceiling", s.p1, P1_EVALS),
+            Contender("server-no-http", f"baseline {BASELINE_NAME}: server pipeline "
+                      "in-process, no HTTP", "baseline", s.p1, P1_EVALS, baseline=True),
+            Contender("server-no-http", f"server pipeline in-process, chunks of {SDK_MAX_BATCH}",
+                      "ceiling", s.p1, P1_EVALS, chunk_size=SDK_MAX_BATCH),
+            Contender("server-no-http", f"baseline {BASELINE_NAME}: server pipeline "
+                      f"in-process, chunks of {SDK_MAX_BATCH}", "baseline", s.p1, P1_EVALS,
+                      chunk_size=SDK_MAX_BATCH, baseline=True),
             Contender("in-process", "evaluators called in-process (no HTTP, no storage)",
                       "ceiling", s.p1, P1_EVALS),
         )),
@@ -178,6 +197,11 @@ def without_official(scenario: Scenario) -> Scenario:
 
 
 def without_variants(scenario: Scenario) -> Scenario:
-    """Only the contenders with the SDK's own chunk size (``--smoke``)."""
+    """Only the contenders with the SDK's own chunk size, no baseline (``--smoke``)."""
     return replace(scenario, contenders=tuple(c for c in scenario.contenders
-                                              if not c.chunk_size))
+                                              if not c.chunk_size and not c.baseline))
+
+
+def without_baseline(scenario: Scenario) -> Scenario:
+    return replace(scenario, contenders=tuple(c for c in scenario.contenders
+                                              if not c.baseline))

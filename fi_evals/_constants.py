@@ -188,11 +188,20 @@ takes about 5 ms or less inline on 2 cores)."""
 BATCH_CHUNK_SIZE = 50
 """Items per request of `evaluate_batch` when the input's length is unknown (files, generators);
 further capped by the server's `max_batch_size`."""
-BATCH_ASYNC_CHUNK_SIZE = 100
+BATCH_ASYNC_CHUNK_SIZE = 500
 """Items per submission of `evaluate_batch(is_async=True)` (submitting is cheap: the server only
 stores them); further capped by the server's `max_batch_size`."""
 BATCH_MIN_CHUNKS_PER_WORKER = 2
 """With a known input length, chunks are made small enough to give each worker this many."""
+BATCH_ADAPT_FAST_SECONDS = 1.0
+"""Sync mode without an explicit `chunk_size` (issue 20): a full request answered faster than this
+doubles the rows of the next chunks (up to the server's `max_batch_size`); a judge-like
+template's requests take longer, so its chunks keep their size and fill whole worker waves."""
+BATCH_ADAPT_NEAR_TIMEOUT = 0.25
+"""A request that took more than this share of the read timeout halves the chunk size."""
+BATCH_ADAPT_SLOWDOWN = 4.0
+"""A request no longer fast whose rows took this many times the fastest rows seen halves the
+chunk size (the server slowed down)."""
 BATCH_SHOW_FAILURES = 5
 """Failing or errored rows the batch summary lists (`--show N`, `show=`)."""
 BATCH_WINDOW_CHUNKS_PER_WORKER = 4

@@ -333,7 +333,8 @@ def _check_keys(keys: Iterable[str], spec: TemplateSpec, item: int | None) -> No
         f"{'it' if len(unexpected) == 1 else 'them'}.{hint}", template=spec.name, item=item)
 
 
-def _encode_scalar(value: Any, key: str, spec: TemplateSpec, item: int | None) -> str:
+def encode_scalar(value: Any, key: str, spec: TemplateSpec, item: int | None) -> str:
+    """One value as the wire's string (a number, a bool, JSON for a mapping or a list)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -378,9 +379,9 @@ def encode_item(item: Mapping[str, Any], spec: TemplateSpec,
             continue
         if spec.kind(key) == "list":
             values = value if isinstance(value, (list, tuple)) else [value]
-            out[key] = [_encode_scalar(v, key, spec, index) for v in values]
+            out[key] = [encode_scalar(v, key, spec, index) for v in values]
         else:
-            out[key] = _encode_scalar(value, key, spec, index)
+            out[key] = encode_scalar(value, key, spec, index)
     return out
 
 

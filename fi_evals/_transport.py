@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import requests
+from pydantic import TypeAdapter
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
 from urllib3.util.retry import Retry
@@ -101,6 +102,11 @@ from fi_evals.protocol import (
 )
 
 __all__ = ["Answer", "ThrottleEvent", "Transport", "TransportStats"]
+
+_EVAL_ITEMS: TypeAdapter[list[EvalItem]] = TypeAdapter(list[EvalItem])
+"""A new-eval answer's evaluations, validated in one call (not one call per item)."""
+_STATUS_ENTRIES: TypeAdapter[list[BulkStatusEntry]] = TypeAdapter(list[BulkStatusEntry])
+"""A bulk-status answer's entries, likewise."""
 
 log = logging.getLogger("fi_evals.transport")
 
@@ -352,9 +358,8 @@ class Transport:
         answer = self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
                             headers={HEADER_IDEMPOTENCY_KEY: key},
                             idempotent=bool(caps and caps.idempotency))
-        return _parsed(answer, lambda result: [EvalItem.model_validate(e)
-                                               for e in flatten_evaluations(result)],
-                       PATH_NEW_EVAL)
+        return _parsed(answer, lambda result: _EVAL_ITEMS.validate_python(
+            flatten_evaluations(result)), PATH_NEW_EVAL)
 
     def get_eval(self, eval_id: str, *,
                  deadline: float | None = None) -> Answer[EvalResultPayload]:
@@ -380,8 +385,8 @@ class Transport:
         """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
                             deadline=deadline)
-        return _parsed(answer, lambda result: [BulkStatusEntry.model_validate(e)
-                                               for e in a_list(result)], PATH_BULK_STATUS)
+        return _parsed(answer, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
+                       PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop
 

@@ -33,6 +33,7 @@ see ``error``."""
 
 UNSCORED_STATUSES: frozenset[str] = frozenset({EvalStatus.FAILED, "error"})
 """Finished without a verdict: ``failed`` on the server, or ``error`` on the client's side."""
+_COMPLETED: str = EvalStatus.COMPLETED.value  # a plain str: compares faster than the member
 _STATUS_ALIASES = {"running": EvalStatus.PROCESSING.value, "queued": EvalStatus.PENDING.value}
 
 
@@ -82,7 +83,7 @@ class EvalResult(BaseModel):
     @property
     def ok(self) -> bool:
         """True when the item was scored (whatever the verdict)."""
-        return self.status == EvalStatus.COMPLETED
+        return self.status == _COMPLETED
 
     @property
     def finished(self) -> bool:
@@ -122,19 +123,34 @@ class EvalResult(BaseModel):
     # ------------------------------------------------------------------ builders
 
     @classmethod
+    def _trusted(cls, **values: Any) -> EvalResult:
+        """``model_construct`` for already-validated values, without its per-field Python
+        loop: the defaults of this model are all immutable, so one shared dict of them is
+        copied (``test_results`` checks the result equals the validated construction)."""
+        result = cls.__new__(cls)
+        fields = {**_RESULT_DEFAULTS, **values}
+        object.__setattr__(result, "__dict__", fields)
+        object.__setattr__(result, "__pydantic_fields_set__", set(values))
+        object.__setattr__(result, "__pydantic_extra__", None)
+        object.__setattr__(result, "__pydantic_private__", None)
+        return result
+
+    @classmethod
     def from_item(cls, item: EvalItem, *, pending: bool = False) -> EvalResult:
         """From one evaluation of a new-eval answer (sync, or async with ``pending``).
 
         A sync item that could not run is ``failed``: fi-evals servers say so with
         ``eval_status``; from others, a sync item without any output reads the same way.
         """
+        # _trusted: the fields come from an EvalItem, validated when the answer was read (a
+        # batch builds one result per evaluation: validating them again doubled its cost).
         if pending:
-            return cls(name=item.name, output=None, reason=None, runtime=None,
-                       output_type=item.output_type, eval_id=item.eval_id,
-                       status=EvalStatus.PENDING.value)
-        result = cls(name=item.name, output=item.output, reason=item.reason,
-                     runtime=item.runtime, output_type=item.output_type, eval_id=item.eval_id,
-                     cached=bool(item.cached))
+            return cls._trusted(name=item.name, output=None, reason=None, runtime=None,
+                                output_type=item.output_type, eval_id=item.eval_id,
+                                status=EvalStatus.PENDING.value)
+        result = cls._trusted(name=item.name, output=item.output, reason=item.reason,
+                              runtime=item.runtime, output_type=item.output_type,
+                              eval_id=item.eval_id, cached=bool(item.cached))
         if (normalize_status(item.eval_status or EvalStatus.COMPLETED) == EvalStatus.FAILED
                 or item.output is None):
             message = item.error_message or item.reason or "the evaluation could not run"
@@ -188,6 +204,13 @@ class EvalResult(BaseModel):
         err = error if isinstance(error, ItemError) else ItemError.from_exception(error)
         return cls(name=name, output=None, reason=err.message, runtime=None, eval_id=eval_id,
                    status="error", error=err)
+
+
+_RESULT_DEFAULTS: dict[str, Any] = {
+    name: info.get_default(call_default_factory=True)
+    for name, info in EvalResult.model_fields.items() if not info.is_required()}
+assert all(v is None or isinstance(v, (str, int, float)) for v in _RESULT_DEFAULTS.values()), \
+    "EvalResult._trusted shares its defaults: they must be immutable"
 
 
 def _known(status: str) -> ResultStatus:

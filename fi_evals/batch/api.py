@@ -138,6 +138,9 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         is_async: submit everything in chunks, then poll with bulk status.
         max_workers: the most requests in flight (default and ceiling: the Evaluator's).
         chunk_size: rows per request (see ``BATCH_CHUNK_SIZE``, ``BATCH_ASYNC_CHUNK_SIZE``).
+            None (sync, no journal): the size adapts, starting from the fixed rule's choice,
+            doubling while requests come back fast (up to the server's ``max_batch_size``),
+            halving near the read timeout or when the server slows (``fi_evals.batch.sizing``).
         item_timeout: seconds an item's task, request or async evaluation may take.
         deadline: seconds the whole batch may take; unfinished items then get an error.
         progress: show a progress bar on stderr.
@@ -224,7 +227,10 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
         settings = Settings(specs=specs, mappings=mappings, task=task, is_async=is_async,
                             max_workers=workers, chunk_size=size, window_chunks=max(2, window),
                             max_batch_size=max_batch, item_timeout=item_timeout,
-                            deadline=None if deadline is None else started + deadline)
+                            deadline=None if deadline is None else started + deadline,
+                            # A journal maps chunk numbers to rows, so its chunks keep one size.
+                            adaptive=chunk_size is None and opened_journal is None,
+                            n_items=n_items)
         labels = [s.label or s.name for s, _ in specs]
         total = estimate_length(items, limit) if progress else None
         bar = Progress(progress, total * len(specs) if total is not None else None)

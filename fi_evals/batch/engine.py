@@ -65,6 +65,7 @@ from fi_evals.batch.plan import (
 )
 from fi_evals.batch.progress import Progress
 from fi_evals.batch.readers import BadRow
+from fi_evals.batch.sizing import ChunkSizer
 from fi_evals.batch.stats import BatchStats, TemplateStats
 from fi_evals.batch.tasks import TaskRunner
 from fi_evals.results import EvalResult
@@ -102,6 +103,10 @@ class Coordinator:
         self._rows: Iterator[Any] | None = None
         self._exhausted = False
         self._next_chunk = 0
+        self._next_start = 0  # input index of the next chunk's first row
+        self.sizer = (ChunkSizer(settings.chunk_size, settings.max_batch_size,
+                                 settings.max_workers, context.transport.read_timeout)
+                      if settings.adaptive and not settings.is_async else None)
         self._send: deque[Request] = deque()
         self._task_queue: deque[tuple[ChunkState, int]] = deque()
         # Plain tasks run on the pool; async ones on one event loop of this batch.
@@ -190,17 +195,21 @@ class Coordinator:
                and len(self._send) + len(self._task_queue) < backlog):
             assert self._rows is not None
             rows: list[Any] = []
+            size = self.s.chunk_size
+            if self.sizer is not None:
+                left = None if self.s.n_items is None else self.s.n_items - self._next_start
+                size = self.sizer.next_size(left if left is None or left > 0 else None)
             try:
-                rows.extend(islice(self._rows, self.s.chunk_size))
+                rows.extend(islice(self._rows, size))
             except Exception as exc:  # noqa: BLE001 - the caller's iterator broke: finish what was read
                 self.input_error = f"{type(exc).__name__}: {exc}"
                 self._exhausted = True
             if not rows:
                 self._exhausted = True
                 return
-            chunk = ChunkState(self._next_chunk, self._next_chunk * self.s.chunk_size, rows,
-                               len(self.s.specs))
+            chunk = ChunkState(self._next_chunk, self._next_start, rows, len(self.s.specs))
             self._next_chunk += 1
+            self._next_start += len(rows)
             self._window.append(chunk)
             self._prepare(chunk)
 
@@ -504,6 +513,8 @@ class Coordinator:
             self.journal.record_ids(request.key, ids)
         request.eval_ids = ids
         now = time.monotonic()
+        if self.sizer is not None:
+            self.sizer.observe(len(request.positions), now - request.sent_at)
         for pos, item in zip(request.positions, items):
             if request.is_async:
                 if item.eval_id:

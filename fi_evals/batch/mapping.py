@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fi_evals._exceptions import InvalidInputError
-from fi_evals._inputs import TemplateSpec, WireItem, encode_item
+from fi_evals._inputs import TemplateSpec, WireItem, encode_scalar
 
 __all__ = ["TASK_OUTPUT_FIELD", "build_inputs", "has_field", "resolve_mapping", "task_fields"]
 
@@ -100,10 +100,15 @@ def build_inputs(template: TemplateSpec, mapping: Mapping[str, str], item: Mappi
     Raises:
         InvalidInputError: a required key has no value, or a value cannot be encoded.
     """
-    values: dict[str, Any] = {}
+    # The keys are the template's own, and every required one is checked here: encode each
+    # value directly (what encode_item would do after checks that cannot fail here).
+    out: WireItem = {}
     for key in template.keys:
         field = mapping[key.name]
-        value = _lookup(field, item, task)
+        if not task and field in item and not field.startswith("task."):  # a row's field
+            value = item[field]
+        else:
+            value = _lookup(field, item, task)
         if _empty(value):
             if key.required:
                 where = "the item or the task's output" if task else "the item"
@@ -113,5 +118,11 @@ def build_inputs(template: TemplateSpec, mapping: Mapping[str, str], item: Mappi
                                         f"{field!r} is missing or empty in {where}{hint}",
                                         template=template.name, item=index)
             continue
-        values[key.name] = value
-    return encode_item(values, template, index)
+        if key.kind == "list":
+            values = value if isinstance(value, (list, tuple)) else [value]
+            out[key.name] = [encode_scalar(v, key.name, template, index) for v in values]
+        elif value.__class__ is str:
+            out[key.name] = value
+        else:
+            out[key.name] = encode_scalar(value, key.name, template, index)
+    return out

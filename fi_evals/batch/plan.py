@@ -44,6 +44,11 @@ class Settings:
     item_timeout: float | None
     deadline: float | None
     """Absolute ``time.monotonic()`` time, or None."""
+    adaptive: bool = False
+    """Sync mode: ``chunk_size`` is only the start, :class:`~fi_evals.batch.sizing.ChunkSizer`
+    adapts it to how fast the requests come back (no ``chunk_size`` given, no journal)."""
+    n_items: int | None = None
+    """Rows in the input, when known (the adaptive size keeps every worker busy to the end)."""
 
 
 @dataclass(eq=False)

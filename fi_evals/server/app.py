@@ -11,6 +11,7 @@ read by the gateway, so ``raw_body`` costs nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
@@ -34,10 +35,10 @@ from fi_evals.protocol import (
 )
 from fi_evals.server.errors import ApiError, install_exception_handlers
 from fi_evals.server.metrics import CONTENT_TYPE_LATEST, ServerMetrics
-from fi_evals.server.middleware import KEY_SCOPE
+from fi_evals.server.middleware import KEY_SCOPE, DirectHandler
 from fi_evals.server.service import EvalService, ServiceAnswer
 
-__all__ = ["build_fastapi"]
+__all__ = ["build_fastapi", "new_eval_handler"]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope} for status in (400, 401, 413, 429, 503)}
@@ -72,6 +73,8 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
               responses={200: {"model": SuccessEnvelope[list[SyncEvalBlock]]}, 422: {
                   "model": ErrorEnvelope, "description": "Idempotency-Key reused"}, **_ERRORS})
     def new_eval(request: Request, body: bytes = Depends(raw_body)) -> Response:
+        # The gateway answers this route itself (new_eval_handler); this one documents it and
+        # serves the app when it runs without the gateway.
         key = None if compat else request.headers.get(C.HEADER_IDEMPOTENCY_KEY)
         if key is not None:
             _check_idempotency_key(key)
@@ -115,6 +118,21 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def new_eval_handler(service: EvalService, compat: bool) -> DirectHandler:
+    """``POST new-eval/`` for the gateway to answer without FastAPI (issue 20): the same
+    checks and the same :meth:`EvalService.submit` as the route above."""
+    header = C.HEADER_IDEMPOTENCY_KEY.lower().encode("latin-1")
+
+    def handle(body: bytes, headers: Mapping[bytes, bytes], scope: str) -> ServiceAnswer:
+        raw = None if compat else headers.get(header)
+        key = None if raw is None else raw.decode("latin-1")
+        if key is not None:
+            _check_idempotency_key(key)
+        return service.submit(body, scope, key)
+
+    return handle
 
 
 def _check_idempotency_key(key: str) -> None:

@@ -7,7 +7,6 @@ exceptions to the same envelope, so a client never sees another error shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -16,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from fi_evals.server.jsonenc import compact_encoder
 
 __all__ = ["ApiError", "error_body", "install_exception_handlers", "json_bytes", "printable"]
 
@@ -36,7 +37,7 @@ _KINDS: dict[int, tuple[str, str]] = {
 }
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODE = compact_encoder(allow_nan=False)
 
 
 def json_bytes(payload: object) -> bytes:

@@ -417,6 +417,7 @@ class IsolatedEvaluator(BaseEvaluator):
         self.inner = inner
         self.template = inner.template
         self.isolation = inner.isolation
+        self.preferred_batch = inner.preferred_batch
         self.pool = pool
         self._ref = EvaluatorRef.of(inner)
 
@@ -482,7 +483,8 @@ def text_size(inputs: ItemInputs) -> int:
             size = sum(len(v) if isinstance(v, str) else text_size({"": v}) for v in value)
         else:
             continue
-        largest = max(largest, size)
+        if size > largest:  # not max(): this runs for every item of every sync request
+            largest = size
     return largest
 
 

@@ -24,19 +24,21 @@ import struct
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Protocol
+
+import anyio.to_thread
 
 from fi_evals import _constants as C
 from fi_evals import _otel
 from fi_evals.server.config import ServerConfig
-from fi_evals.server.errors import error_body, printable
+from fi_evals.server.errors import ApiError, error_body, printable
 from fi_evals.server.faults import FaultPlan
 from fi_evals.server.keys import KeyChecker
 from fi_evals.server.metrics import ServerMetrics
 from fi_evals.server.ratelimit import TokenBucketLimiter
 
-__all__ = ["KEY_SCOPE", "READ_DEADLINE_SCOPE", "REQUEST_ID_SCOPE", "Gateway"]
+__all__ = ["KEY_SCOPE", "READ_DEADLINE_SCOPE", "REQUEST_ID_SCOPE", "DirectHandler", "Gateway"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,6 +69,21 @@ _CLOSE = (b"connection", b"close")
 _TRACEBACK_FRAMES = 40  # innermost frames of a logged failure (a RecursionError has ~1,000)
 
 
+class _Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+DirectHandler = Callable[[bytes, Mapping[bytes, bytes], str], _Answer]
+"""A route the gateway serves itself, on the thread pool, without the app: (body, lower-case
+request headers, the caller's key fingerprint) -> an answer with ``status``, ``body`` and
+``headers``; it raises :class:`~fi_evals.server.errors.ApiError` for an error answer."""
+
+
 class _TooLarge(Exception):
     pass
 
@@ -78,9 +95,13 @@ class _Disconnected(Exception):
 class Gateway:
     """Wraps the FastAPI app; see the module docstring. ``draining``/``inflight`` drive shutdown."""
 
-    def __init__(self, app: ASGIApp, config: ServerConfig, metrics: ServerMetrics) -> None:
+    def __init__(self, app: ASGIApp, config: ServerConfig, metrics: ServerMetrics,
+                 direct: Mapping[tuple[str, str], DirectHandler] | None = None) -> None:
         assert config.api_key is not None and config.secret_key is not None
         self.app = app
+        # (method, path) -> handler: the hot routes skip the app's routing, dependency and
+        # response machinery (issue 20); every check above the app still applies to them.
+        self.direct = dict(direct or {})
         self.config = config
         self.metrics = metrics
         self.keys = KeyChecker(config.api_key, config.secret_key)
@@ -251,8 +272,28 @@ class Gateway:
             await asyncio.sleep(self.config.fault_slow_seconds)
             for message in held:
                 await send(message)
+        elif (handler := self.direct.get((scope["method"], path))) is not None:
+            await self._direct(handler, body, headers, scope, send)
         else:
             await self.app(scope, replay, send)
+
+    async def _direct(self, handler: DirectHandler, body: bytes, headers: dict[bytes, bytes],
+                      scope: Scope, send: Send) -> None:
+        """Answer with ``handler`` on the thread pool (the one the app's sync routes use)."""
+        try:
+            answer = await anyio.to_thread.run_sync(handler, body, headers,
+                                                    scope.get(KEY_SCOPE, ""))
+        except ApiError as exc:
+            await _answer(send, exc.status, exc.body(), _encoded(exc.headers))
+            return
+        except RecursionError as exc:  # as the app's handler does: the input's shape, a 400
+            log.warning("RecursionError on %s %s: answered 400 (%s)", scope["method"],
+                        printable(scope["path"]), type(exc).__name__)
+            await _answer(send, 400, error_body(400, "the request is nested too deeply to "
+                                                     "process (lower the nesting of its JSON, "
+                                                     "schema or pattern)"))
+            return
+        await _answer(send, answer.status, answer.body, _encoded(answer.headers))
 
     async def _read_body_in_time(self, scope: Scope, receive: Receive,
                                  headers: dict[bytes, bytes]) -> bytes:
@@ -344,6 +385,10 @@ async def _answer(send: Send, status: int, body: bytes,
     await send({"type": "http.response.start", "status": status,
                 "headers": [_JSON, (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
 
 def _replay_receive(body: bytes, receive: Receive) -> Receive:

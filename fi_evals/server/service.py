@@ -22,10 +22,17 @@ from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
 from fi_evals.server.evaluators.base import from_cache
-from fi_evals.server.executor import JobExecutor, evaluate_items
+from fi_evals.server.executor import ItemResult, JobExecutor, evaluate_items
+from fi_evals.server.jsonenc import compact_encoder, encode_string
 from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
-from fi_evals.server.store import IdempotencyAnswer, JobStore, NewJob, StoredEval
+from fi_evals.server.store import (
+    IdempotencyAnswer,
+    JobStore,
+    NewJob,
+    ResultBatch,
+    StoredEval,
+)
 from fi_evals.server.validation import (
     EvalRequest,
     canonical_eval_id,
@@ -67,6 +74,55 @@ def new_eval_ids(n: int) -> list[str]:
     return ids
 
 
+def canonical_hash(payload: Any) -> str:
+    """SHA-256 of the payload's canonical JSON (sorted keys, compact): equal for two bodies
+    that differ only in key order or spacing."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
+                                     separators=(",", ":")).encode()).hexdigest()
+
+
+_ANSWER_ENCODE = compact_encoder(allow_nan=False)  # as json_bytes: an answer is strict JSON
+
+
+def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
+                results: Sequence[ItemResult], compat: bool
+                ) -> tuple[bytes, list[str | None], int]:
+    """A sync ``new-eval/`` answer's bytes, each evaluation's output as JSON text (None for
+    null; the store writes the same text), and how many failed.
+
+    Byte for byte what ``json_bytes`` makes of the answer's dicts (``test_server_units``
+    checks it), written in one pass without building them: this runs once per evaluation.
+    """
+    enc, string = _ANSWER_ENCODE, encode_string
+    head = '{"name":' + enc(name) + ',"output":'
+    kind = enc(output_type)
+    parts: list[str] = []
+    outputs: list[str | None] = []
+    failed = 0
+    for eval_id, r in zip(eval_ids, results, strict=True):
+        error = r.error_message
+        output = None if r.output is None else enc(r.output)
+        outputs.append(output)
+        reason = r.reason if error is None else error
+        runtime = r.runtime
+        entry = (f'{head}{output or "null"},"reason":'
+                 f'{"null" if reason is None else string(reason) if reason.__class__ is str else enc(reason)}'  # noqa: E501
+                 f',"runtime":{runtime if runtime.__class__ is int else enc(runtime)}'
+                 f',"output_type":{kind},"eval_id":{string(eval_id)}')
+        if compat:
+            parts.append(entry + "}")
+        else:
+            # A judge outcome answered from the judge cache says so (additive; absent otherwise).
+            cached = (',"cached":true' if r.reason and "cached" in r.reason
+                      and from_cache(r.reason) else "")
+            parts.append(f'{entry},"eval_status":{string(r.status)},"error_message":'
+                         f'{"null" if error is None else string(error)}{cached}}}')
+        if error is not None:
+            failed += 1
+    body = '{"status":true,"result":[{"evaluations":[' + ",".join(parts) + "]}]}"
+    return body.encode(), outputs, failed
+
+
 def _ok(result: Any) -> bytes:
     return json_bytes({"status": True, "result": result})
 
@@ -103,6 +159,8 @@ class EvalService:
         self._poll_headers = {} if self.compat else {
             C.HEADER_RETRY_AFTER: str(config.poll_retry_after)}
         self._admission = threading.Lock()
+        self._flight_lock = threading.Lock()
+        self._in_flight: dict[tuple[str, str], threading.Event] = {}
         self._limits = DoorLimits.of(config)
         self._max_status_answer = int(config.max_status_answer_mb * 1024 * 1024)
 
@@ -139,9 +197,9 @@ class EvalService:
                                     self._limits, body_size=len(body))
         if idempotency_key is None or self.compat:
             return self._run(request, None)
-        body_hash = hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False,
-                                              separators=(",", ":")).encode()).hexdigest()
-        replay = self._reserve(scope, idempotency_key, body_hash)
+        if self.store.local_idempotency:
+            return self._submit_local(request, payload, body, scope, idempotency_key)
+        replay = self._reserve(scope, idempotency_key, canonical_hash(payload))
         if replay is not None:
             return replay
         try:
@@ -149,6 +207,47 @@ class EvalService:
         except BaseException:
             self.store.release_idempotency(scope, idempotency_key)
             raise
+
+    def _submit_local(self, request: EvalRequest, payload: Any, body: bytes, scope: str,
+                      key: str) -> ServiceAnswer:
+        """Idempotent submission on a store this process alone writes (``local_idempotency``):
+        the key of a request in flight is held in memory (a duplicate waits for the first's
+        answer), the record is read without a write transaction, and the new record goes in
+        with the evaluations, in one transaction.
+
+        The record's hash is ``raw/canonical``: a retry that resends the same bytes (what the
+        SDK does) matches on the raw hash; only other bytes are compared canonically.
+        """
+        raw = hashlib.sha256(body).hexdigest()
+        slot = (scope, key)
+        deadline = time.monotonic() + self.config.idempotency_wait
+        while True:
+            with self._flight_lock:
+                first = self._in_flight.get(slot)
+                if first is None:
+                    mine = self._in_flight[slot] = threading.Event()
+                    break
+            if not first.wait(max(0.0, deadline - time.monotonic())):
+                raise ApiError(503, f"a request with {C.HEADER_IDEMPOTENCY_KEY} {key!r} is "
+                                    "still in progress; retry later",
+                               headers={C.HEADER_RETRY_AFTER: "1"})
+        try:
+            found = self.store.find_idempotency(scope, key, C.IDEMPOTENCY_TTL_SECONDS)
+            if found is not None and found.answer is not None:
+                stored_raw, _, stored_canonical = found.body_hash.rpartition("/")
+                if stored_raw != raw and (stored_canonical or found.body_hash) \
+                        != canonical_hash(payload):
+                    raise ApiError(422, f"{C.HEADER_IDEMPOTENCY_KEY} {key!r} was already used "
+                                        "with another request body; use a new key for a new "
+                                        "request")
+                self.metrics.idempotent_replays.inc()
+                return ServiceAnswer(found.answer.status, found.answer.body,
+                                     {C.HEADER_IDEMPOTENT_REPLAYED: "true"})
+            return self._run(request, (scope, key), f"{raw}/{canonical_hash(payload)}")
+        finally:
+            with self._flight_lock:
+                del self._in_flight[slot]
+            mine.set()
 
     def _reserve(self, scope: str, key: str, body_hash: str) -> ServiceAnswer | None:
         deadline = time.monotonic() + self.config.idempotency_wait
@@ -170,41 +269,33 @@ class EvalService:
                                headers={C.HEADER_RETRY_AFTER: "1"})
             time.sleep(_IDEMPOTENCY_POLL)
 
-    def _run(self, request: EvalRequest, idempotency: tuple[str, str] | None) -> ServiceAnswer:
+    def _run(self, request: EvalRequest, idempotency: tuple[str, str] | None,
+             body_hash: str | None = None) -> ServiceAnswer:
+        """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
+        the evaluations (``local_idempotency``), else the reserved one gets its answer."""
         ids = new_eval_ids(len(request.items))
         if request.is_async:
-            return self._queue(request, ids, idempotency)
+            return self._queue(request, ids, idempotency, body_hash)
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
         results = evaluate_items(request.evaluator, request.items, request.params,
                                  request.model, self.config.sim_latency_ms, eval_ids=ids,
                                  is_async=False)
-        jobs, evaluations = [], []
-        failed = 0
-        for eval_id, item, r in zip(ids, request.items, results, strict=True):
-            jobs.append(NewJob(eval_id=eval_id, template=name, inputs=item,
-                               params=request.params, model=request.model, status=r.status,
-                               output=r.output, reason=r.reason, runtime=r.runtime,
-                               error_message=r.error_message))
-            entry = {"name": name, "output": r.output,
-                     "reason": r.reason if r.error_message is None else r.error_message,
-                     "runtime": r.runtime, "output_type": output_type, "eval_id": eval_id}
-            if not self.compat:
-                entry["eval_status"] = r.status
-                entry["error_message"] = r.error_message
-                if from_cache(r.reason):
-                    entry["cached"] = True
-            if r.error_message is not None:
-                failed += 1
-            evaluations.append(entry)
-        answer = ServiceAnswer(200, _ok([{"evaluations": evaluations}]))
-        self.store.insert(jobs, self._stored(idempotency, answer))
+        body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
+        answer = ServiceAnswer(200, body)
+        jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
+                           outputs)
+        if body_hash is None:
+            self.store.insert(jobs, self._stored(idempotency, answer))
+        else:
+            self.store.insert(jobs, self._stored(idempotency, answer),  # type: ignore[call-arg]
+                              body_hash=body_hash)
         # Counted once stored: an evaluation whose result was lost never happened.
         self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
     def _queue(self, request: EvalRequest, ids: list[str],
-               idempotency: tuple[str, str] | None) -> ServiceAnswer:
+               idempotency: tuple[str, str] | None, body_hash: str | None) -> ServiceAnswer:
         name = request.template.name
         output_type = output_type_for(request.template, request.params)
         jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
@@ -219,7 +310,11 @@ class EvalService:
                                     f"{self.config.max_queue}); retry later",
                                headers={C.HEADER_RETRY_AFTER:
                                         str(self.config.overload_retry_after)})
-            self.store.insert(jobs, self._stored(idempotency, answer))
+            if body_hash is None:
+                self.store.insert(jobs, self._stored(idempotency, answer))
+            else:
+                self.store.insert(jobs, self._stored(idempotency, answer),  # type: ignore[call-arg]
+                                  body_hash=body_hash)
         self.executor.notify()
         return answer
 

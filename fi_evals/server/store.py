@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from fi_evals.protocol import EvalStatus, FinishedStatus
 
@@ -23,10 +23,12 @@ __all__ = [
     "ClaimedJob",
     "FinishedJob",
     "IdempotencyAnswer",
+    "IdempotencyRecord",
     "IdempotencyReservation",
     "IdempotencyState",
     "JobStore",
     "NewJob",
+    "ResultBatch",
     "StoredEval",
 ]
 
@@ -45,6 +47,61 @@ class NewJob:
     reason: str | None = None
     runtime: int = 0
     error_message: str | None = None
+
+
+class ResultBatch(Sequence[NewJob]):
+    """One sync request's finished evaluations, held column by column: a sequence of
+    :class:`NewJob` made on access, so a store that knows this type (SQLite) writes its rows
+    without building one object per evaluation, and any other store reads plain NewJobs.
+
+    ``results[i]`` has ``status``, ``output``, ``reason``, ``runtime`` and ``error_message``;
+    ``outputs[i]``, when given, is ``results[i].output`` as compact JSON text (None for null),
+    already made for the answer: a store writing JSON text can reuse it.
+    """
+
+    __slots__ = ("eval_ids", "items", "model", "outputs", "params", "results", "template")
+
+    def __init__(self, template: str, params: Mapping[str, Any], model: str | None,
+                 eval_ids: Sequence[str], items: Sequence[Mapping[str, Any]],
+                 results: Sequence[Any], outputs: Sequence[str | None] | None = None) -> None:
+        if not len(eval_ids) == len(items) == len(results):
+            raise ValueError("eval_ids, items and results must have one entry per evaluation")
+        if outputs is not None and len(outputs) != len(results):
+            raise ValueError("outputs must have one entry per evaluation")
+        self.outputs = outputs
+        self.template = template
+        self.params = params
+        self.model = model
+        self.eval_ids = eval_ids
+        self.items = items
+        self.results = results
+
+    def __len__(self) -> int:
+        return len(self.eval_ids)
+
+    def _job(self, i: int) -> NewJob:
+        r = self.results[i]
+        return NewJob(eval_id=self.eval_ids[i], template=self.template, inputs=self.items[i],
+                      params=self.params, model=self.model, status=r.status, output=r.output,
+                      reason=r.reason, runtime=r.runtime, error_message=r.error_message)
+
+    @overload
+    def __getitem__(self, index: int) -> NewJob: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[NewJob]: ...
+
+    def __getitem__(self, index: int | slice) -> NewJob | list[NewJob]:
+        if isinstance(index, slice):
+            return [self._job(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("ResultBatch index out of range")
+        return self._job(index)
+
+    def __repr__(self) -> str:
+        return f"<ResultBatch {self.template} x{len(self)}>"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +150,17 @@ class IdempotencyAnswer:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A stored idempotency record, as :meth:`JobStore.find_idempotency` reads it.
+
+    ``answer`` is None while the first request with the key has not answered.
+    """
+
+    body_hash: str
+    answer: IdempotencyAnswer | None
+
+
 IdempotencyState = Literal["reserved", "replay", "mismatch", "in_progress"]
 
 
@@ -106,6 +174,19 @@ class IdempotencyReservation:
 
 class JobStore(abc.ABC):
     """Durable storage of evaluations and idempotency records. Thread-safe."""
+
+    local_idempotency: bool = False
+    """True when this process is the store's only writer (the SQLite file). The service then
+    keeps the idempotency keys of requests in flight in memory (a duplicate waits for the
+    first), reads a key's record with :meth:`find_idempotency` (no write transaction), and
+    writes the record with the request's evaluations in one transaction
+    (``insert(..., body_hash=...)``): one transaction per request instead of two. A store
+    shared by several processes (Redis) keeps False: its reservation must be shared too."""
+
+    def find_idempotency(self, scope: str, key: str,
+                         ttl_seconds: float) -> IdempotencyRecord | None:
+        """The unexpired record of (scope, key), or None; only for ``local_idempotency``."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no local idempotency records")
 
     @abc.abstractmethod
     def insert(self, jobs: Sequence[NewJob],

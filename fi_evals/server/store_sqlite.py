@@ -16,15 +16,19 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from fi_evals.protocol import UNFINISHED_STATUSES
+from fi_evals.server.jsonenc import compact_encoder
 from fi_evals.server.store import (
     ClaimedJob,
     FinishedJob,
     IdempotencyAnswer,
+    IdempotencyRecord,
     IdempotencyReservation,
     JobStore,
     NewJob,
+    ResultBatch,
     StoredEval,
 )
 
@@ -69,11 +73,13 @@ _PURGE_EVERY = 1000  # idempotency reservations between purges of expired record
 
 
 # One encoder for every row: json.dumps() with options builds a new encoder per call.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = compact_encoder()
 
 
 class SQLiteJobStore(JobStore):
     """:class:`JobStore` on one SQLite file (see the module docstring for the locking)."""
+
+    local_idempotency = True  # one server process owns the file (see recover())
 
     def __init__(self, path: str | os.PathLike[str], *, idempotency_ttl: float) -> None:
         self.path = os.fspath(path)
@@ -129,8 +135,14 @@ class SQLiteJobStore(JobStore):
     # ------------------------------------------------------------------ evaluations
 
     def insert(self, jobs: Sequence[NewJob],
-               idempotency: tuple[str, str, IdempotencyAnswer] | None = None) -> None:
+               idempotency: tuple[str, str, IdempotencyAnswer] | None = None, *,
+               body_hash: str | None = None) -> None:
+        """See :meth:`JobStore.insert`; with ``body_hash``, the idempotency record is written
+        whole (no reservation before it: ``local_idempotency``)."""
         now = time.time()
+        if isinstance(jobs, ResultBatch):  # a sync request's results: no NewJob objects
+            self._insert_rows(self._result_rows(jobs, now), 0, idempotency, body_hash, now)
+            return
         params_text: dict[int, str] = {}  # a batch shares one params object: encode it once
         rows = [
             (j.eval_id, j.template, j.status, _dumps(j.inputs),
@@ -141,12 +153,35 @@ class SQLiteJobStore(JobStore):
             for j in jobs
         ]
         pending = sum(1 for j in jobs if j.status in UNFINISHED_STATUSES)
+        self._insert_rows(rows, pending, idempotency, body_hash, now)
+
+    @staticmethod
+    def _result_rows(batch: ResultBatch, now: float) -> list[tuple[Any, ...]]:
+        dumps = _dumps
+        template, params, model = batch.template, _dumps(batch.params), batch.model
+        outputs = batch.outputs or [None if r.output is None else dumps(r.output)
+                                    for r in batch.results]
+        return [(i, template, r.status, dumps(item), params, model, output, r.reason,
+                 r.runtime, r.error_message, now, now)
+                for i, item, r, output in zip(batch.eval_ids, batch.items, batch.results,
+                                              outputs, strict=True)]
+
+    def _insert_rows(self, rows: list[tuple[Any, ...]], pending: int,
+                     idempotency: tuple[str, str, IdempotencyAnswer] | None,
+                     body_hash: str | None, now: float) -> None:
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO evals (id, template, status, inputs, params, model, output, reason,"
                 " runtime, error_message, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if idempotency is not None:
+            if idempotency is not None and body_hash is not None:
+                scope, key, answer = idempotency
+                conn.execute(
+                    "INSERT OR REPLACE INTO idempotency (scope, key, body_hash, state,"
+                    " http_status, answer, created_at) VALUES (?,?,?,'done',?,?,?)",
+                    (scope, key, body_hash, answer.status, answer.body, now))
+                self._count_reservation(conn, now, self.idempotency_ttl)
+            elif idempotency is not None:
                 self._set_answer(conn, *idempotency)
             self._depth += pending
 
@@ -221,10 +256,24 @@ class SQLiteJobStore(JobStore):
                                                      IdempotencyAnswer(row[2], bytes(row[3])))
             else:
                 reservation = IdempotencyReservation("in_progress")
-            self._reservations += 1
-            if self._reservations % _PURGE_EVERY == 0:
-                conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl_seconds,))
+            self._count_reservation(conn, now, ttl_seconds)
         return reservation
+
+    def _count_reservation(self, conn: sqlite3.Connection, now: float, ttl: float) -> None:
+        """Every ``_PURGE_EVERY`` records, drop the expired ones (in the caller's transaction)."""
+        self._reservations += 1
+        if self._reservations % _PURGE_EVERY == 0:
+            conn.execute("DELETE FROM idempotency WHERE created_at < ?", (now - ttl,))
+
+    def find_idempotency(self, scope: str, key: str,
+                         ttl_seconds: float) -> IdempotencyRecord | None:
+        row = self._conn().execute(
+            "SELECT body_hash, state, http_status, answer, created_at FROM idempotency"
+            " WHERE scope=? AND key=?", (scope, key)).fetchone()
+        if row is None or row[4] < time.time() - ttl_seconds:
+            return None
+        answer = IdempotencyAnswer(row[2], bytes(row[3])) if row[1] == "done" else None
+        return IdempotencyRecord(row[0], answer)
 
     def store_answer(self, scope: str, key: str, answer: IdempotencyAnswer) -> None:
         with self._write() as conn:

@@ -264,3 +264,23 @@ def test_usage_errors_raise_before_anything_is_sent(evaluator: Evaluator,
     bad = Evaluator("wrong", "keys", evaluator.base_url)
     with bad, pytest.raises(AuthenticationError):
         bad.evaluate_batch(rows(3), ["is_json"], key_mapping=MAPPING, progress=False)
+
+
+def test_adaptive_request_size_grows_on_cheap_templates_and_keeps_order(
+        evaluator: Evaluator) -> None:
+    # Issue 20: without chunk_size, a sync batch of cheap templates grows its requests (so
+    # it needs far fewer than its start size would), and rows still come back once each, in
+    # input order, with the right verdicts (chunk starts follow the varying sizes).
+    n = 3000
+    data = rows(n)
+    result = evaluator.evaluate_batch(data, ["is_json"], key_mapping=MAPPING, progress=False)
+    _check_shape(result, n, ["is_json"])
+    # The fixed rule starts 3,000 rows on 4 workers at 50 per request (60 requests).
+    assert result.stats.requests < n // 50
+    for item in result.items:
+        expected = "Passed" if item.index % 3 else "Failed"
+        assert item.results["is_json"].output == expected, item.index
+        assert item.item["id"] == item.index
+    fixed = evaluator.evaluate_batch(data, ["is_json"], key_mapping=MAPPING, progress=False,
+                                     chunk_size=50)
+    assert fixed.stats.requests == n // 50  # an explicit chunk_size stays fixed

@@ -53,7 +53,7 @@ def test_smoke_run_covers_every_scenario(smoke: tuple[Path, str]) -> None:
     assert not any(name.startswith("official") for name in p1)  # no venv in make test
     assert analysis["scenarios"]["P4"]["sizes"]
     assert set(analysis["scenarios"]["P5"]["scenarios"]) == {"burst", "service"}
-    assert len(analysis["targets"]) == 11
+    assert len(analysis["targets"]) == 15  # issue 20: five P1 gates replace the in-process one
     assert "P1" in stdout and "Targets" in stdout
     v = analysis["scenarios"]["V"]
     assert v["runs_ok"] == v["runs"] == 1 and v["rows"] == SMOKE.v_rows
@@ -158,6 +158,35 @@ def test_ratios_are_medians_of_same_round_ratios() -> None:
                   if t["what"].startswith("fi_evals sync / official")]
     assert speedup["achieved"] == pytest.approx(10.0) and speedup["holds"] is False
     assert analysis["scenarios"]["P1"]["contenders"]["fi-sync"]["rate"] == pytest.approx(1000.0)
+
+
+def test_issue20_gates_are_same_round_ratios() -> None:
+    def entry(runs: list[dict[str, object]], chunk: int = 0) -> dict[str, object]:
+        return {"label": "x", "role": "fi", "items": 10, "evals": "is_json", "workers": 8,
+                "chunk_size": chunk, "runs": runs}
+
+    # Per round the best fixed size is @200, then @500, then @200: defaults / best = 0.9 each.
+    contenders = {
+        "fi-sync": entry([_run(900, 1.0), _run(900, 2.0), _run(450, 1.0)]),
+        "fi-sync@200": entry([_run(1000, 1.0), _run(700, 2.0), _run(500, 1.0)], 200),
+        "fi-sync@500": entry([_run(800, 1.0), _run(1000, 2.0), _run(400, 1.0)], 500),
+        "fi-sync@baseline": entry([_run(300, 1.0), _run(300, 2.0), _run(150, 1.0)]),
+        "fi-async": entry([_run(450, 1.0), _run(450, 2.0), _run(225, 1.0)]),
+        "server-no-http@500": entry([_run(100, 1.0)] * 3, 500),
+        "server-no-http@500@baseline": entry([_run(100, 2.0)] * 3, 500),
+    }
+    analysis = report.analyze({"meta": {}, "scenarios": {"P1": {"title": "t",
+                                                               "contenders": contenders}}})
+    got = {t["what"].split(" (")[0].split(":")[0]: t for t in analysis["targets"]}
+    best = got["fi_evals sync with defaults"]
+    assert best["achieved"] == pytest.approx(0.9) and best["holds"] is True
+    assert "200, 500" in best["what"]
+    assert got["end to end"]["achieved"] == pytest.approx(3.0)
+    assert got["end to end"]["holds"] is True
+    assert got["fi_evals async"]["achieved"] == pytest.approx(0.5)
+    assert got["fi_evals async"]["holds"] is False
+    assert got["server pipeline in-process, chunks of 500"]["achieved"] == pytest.approx(2.0)
+    assert got["server CPU per evaluation, fi_evals sync with chunks of 500"]["holds"] is None
 
 
 def test_a_run_whose_counts_do_not_add_up_is_flagged() -> None:

@@ -28,6 +28,27 @@ def test_sync_item():
     assert "Failed" in repr(result) and "e1" in repr(result)
 
 
+@pytest.mark.parametrize("fields", [
+    {"name": "fuzzy_match", "output": 0.75, "reason": "close", "runtime": 3,
+     "output_type": "score", "eval_id": "e1"},
+    {"name": "is_json", "output": "Passed", "runtime": 2.5, "eval_id": "e2"},
+    {"name": "tone", "output": ["joy"], "reason": None, "runtime": None, "output_type": "choices"},
+])
+def test_from_item_equals_the_validated_construction(fields):
+    # from_item skips re-validation (issue 20): what it builds must be what validation builds.
+    item = EvalItem(**fields)
+    built = EvalResult.from_item(item)
+    validated = EvalResult(name=item.name, output=item.output, reason=item.reason,
+                           runtime=item.runtime, output_type=item.output_type,
+                           eval_id=item.eval_id)
+    assert built == validated
+    assert built.model_dump() == validated.model_dump()
+    assert built.model_fields_set == validated.model_fields_set
+    assert type(built.output) is type(validated.output)
+    built.status = "failed"  # results stay mutable, and defaults are not shared
+    assert EvalResult.from_item(EvalItem(**fields)).status == "completed"
+
+
 def test_async_item_is_pending():
     result = EvalResult.from_item(EvalItem(name="is_json", eval_id="e2", output_type="Pass/Fail"),
                                   pending=True)

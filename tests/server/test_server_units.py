@@ -94,3 +94,45 @@ def test_value_string() -> None:
     assert value_string(0.8) == "0.8"
     assert value_string(["joy", "fear"]) == '["joy", "fear"]'
     assert value_string(None) is None
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_sync_answer_is_what_json_bytes_makes_of_the_dicts(compat: bool) -> None:
+    # The sync answer is written in one pass (issue 20); it must stay byte for byte the
+    # dict-then-encode answer, for every kind of output, reason and failure.
+    from fi_evals.protocol import EvalStatus
+    from fi_evals.server.errors import json_bytes
+    from fi_evals.server.executor import ItemResult
+    from fi_evals.server.service import sync_answer
+
+    done, failed = EvalStatus.COMPLETED, EvalStatus.FAILED
+    results = [
+        ItemResult(status=done, output="Passed", reason='is "JSON" \u00e9\n', runtime=1,
+                   error_message=None),
+        ItemResult(status=done, output=0.1 + 0.2, reason=None, runtime=0, error_message=None),
+        ItemResult(status=done, output=["joy", "\u2028x"], reason="r", runtime=3,
+                   error_message=None),
+        ItemResult(status=done, output={"a": [1, True, None]}, reason="r", runtime=2,
+                   error_message=None),
+        ItemResult(status=done, output=True, reason="r", runtime=2, error_message=None),
+        ItemResult(status=failed, output=None, reason=None, runtime=5,
+                   error_message="evaluator error: ValueError: \\ bad"),
+    ]
+    ids = new_eval_ids(len(results))
+    entries = []
+    for eval_id, r in zip(ids, results):
+        entry = {"name": "tone", "output": r.output,
+                 "reason": r.reason if r.error_message is None else r.error_message,
+                 "runtime": r.runtime, "output_type": "choices", "eval_id": eval_id}
+        if not compat:
+            entry["eval_status"] = r.status
+            entry["error_message"] = r.error_message
+        entries.append(entry)
+    body, outputs, n_failed = sync_answer("tone", "choices", ids, results, compat)
+    assert body == json_bytes({"status": True, "result": [{"evaluations": entries}]})
+    assert n_failed == 1
+    assert outputs[0] == '"Passed"' and outputs[4] == "true" and outputs[5] is None
+    with pytest.raises(ValueError):  # strict JSON, as json_bytes: no NaN in an answer
+        sync_answer("tone", "score", ids[:1], [ItemResult(
+            status=done, output=float("nan"), reason=None, runtime=0, error_message=None)],
+            compat)

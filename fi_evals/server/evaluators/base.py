@@ -80,6 +80,10 @@ class BaseEvaluator:
 
     template: Template
     isolation: Isolation | None = None
+    preferred_batch: int | None = None
+    """Items one :meth:`evaluate_many` call handles best (a model batches them), or None. An
+    async worker that meets such an evaluator claims that many pending items at once, so its
+    call sees as many items as a sync request of that size would (issue 20)."""
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Reject parameters the schema cannot judge (a bad regex, an invalid JSON schema).

@@ -31,6 +31,7 @@ import redis
 
 from fi_evals import _constants as C
 from fi_evals.protocol import UNFINISHED_STATUSES
+from fi_evals.server.jsonenc import compact_encoder
 from fi_evals.server.redis_backend.settings import BackendURL
 from fi_evals.server.store import (
     ClaimedJob,
@@ -117,7 +118,7 @@ if redis.call('HGET', KEYS[1], 'st') == 'reserved' then return redis.call('DEL',
 return 0
 """
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_dumps = compact_encoder()
 
 
 def connect(url: str) -> redis.Redis:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fi_evals import _constants as C
 from fi_evals.server.evaluators.base import BaseEvaluator, EvaluationError, ItemInputs, Outcome
 from fi_evals.server.evaluators.offline._accuracy import ACCURACY
 from fi_evals.server.evaluators.offline._model import Encoder, ModelError, get_encoder
@@ -36,6 +37,8 @@ class OfflineEvaluator(BaseEvaluator):
     Every item of a request is computed in one pass (:meth:`evaluate_many`), so the encoder
     sees all of the request's texts at once and batches them.
     """
+
+    preferred_batch = C.DEFAULT_MAX_BATCH_SIZE  # a sync request's largest: one encoder pass
 
     def __init__(self, embedding_model: str | None = None,
                  precision: str | None = None) -> None:
