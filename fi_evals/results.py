@@ -148,9 +148,12 @@ class EvalResult(BaseModel):
             return cls._trusted(name=item.name, output=None, reason=None, runtime=None,
                                 output_type=item.output_type, eval_id=item.eval_id,
                                 status=EvalStatus.PENDING.value)
-        result = cls._trusted(name=item.name, output=item.output, reason=item.reason,
-                              runtime=item.runtime, output_type=item.output_type,
-                              eval_id=item.eval_id, cached=bool(item.cached))
+        values: dict[str, Any] = {
+            "name": item.name, "output": item.output, "reason": item.reason,
+            "runtime": item.runtime, "output_type": item.output_type, "eval_id": item.eval_id}
+        if item.cached:  # set only when the server said so, as a validated construction would
+            values["cached"] = True
+        result = cls._trusted(**values)
         if (normalize_status(item.eval_status or EvalStatus.COMPLETED) == EvalStatus.FAILED
                 or item.output is None):
             message = item.error_message or item.reason or "the evaluation could not run"

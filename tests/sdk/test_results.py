@@ -49,6 +49,17 @@ def test_from_item_equals_the_validated_construction(fields):
     assert EvalResult.from_item(EvalItem(**fields)).status == "completed"
 
 
+def test_from_item_keeps_a_judge_cache_answer() -> None:
+    item = EvalItem(name="is_polite", output="Passed", reason="[judge m, prompt p, cached] ok",
+                    runtime=0, output_type="Pass/Fail", eval_id="e1", cached=True)
+    built = EvalResult.from_item(item)
+    validated = EvalResult(name=item.name, output=item.output, reason=item.reason,
+                           runtime=item.runtime, output_type=item.output_type,
+                           eval_id=item.eval_id, cached=True)
+    assert built.cached is True
+    assert built == validated and built.model_fields_set == validated.model_fields_set
+
+
 def test_async_item_is_pending():
     result = EvalResult.from_item(EvalItem(name="is_json", eval_id="e2", output_type="Pass/Fail"),
                                   pending=True)
