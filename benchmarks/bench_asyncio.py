@@ -86,7 +86,7 @@ def sync_run(url: str, rows: list[dict[str, str]]) -> dict[str, Any]:
             "items_per_s": round(len(rows) / wall, 1)}
 
 
-async def _beside_ticker(work: Callable[[], Awaitable[int]]) -> dict[str, Any]:
+async def beside_ticker(work: Callable[[], Awaitable[int]]) -> dict[str, Any]:
     """Run ``work`` (returns the items it scored) while a 10 ms ticker runs on the same loop."""
     gaps: list[float] = []
     stop = asyncio.Event()
@@ -107,12 +107,15 @@ async def _beside_ticker(work: Callable[[], Awaitable[int]]) -> dict[str, Any]:
     stop.set()
     await ticking
     return {"items": items, "wall_s": round(wall, 3), "items_per_s": round(items / wall, 1),
-            "ticks_per_s": round(len(gaps) / wall, 1),
+            "ticks": len(gaps), "ticks_per_s": round(len(gaps) / wall, 1),
             "max_gap_ms": round(max(gaps) * 1000, 1),
             "p99_gap_ms": round(sorted(gaps)[int(0.99 * (len(gaps) - 1))] * 1000, 1)}
 
 
-def _frozen(main: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+def frozen(main: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """``asyncio.run(main())`` with the heap that existed before it frozen (``gc.freeze``): a
+    full collection of a test or benchmark process's heap stops every thread for ~100 ms,
+    whatever the client does; a service calls ``gc.freeze()`` after start for the same reason."""
     gc.collect()
     gc.freeze()  # as a service would after start: its long-lived heap out of full collections
     try:
@@ -134,10 +137,10 @@ def async_run(url: str, rows: list[dict[str, str]]) -> dict[str, Any]:
                 assert result.complete
                 return len(rows)
 
-            out = await _beside_ticker(work)
+            out = await beside_ticker(work)
         return {"client": "async (thread engine)", **out}
 
-    return _frozen(main)
+    return frozen(main)
 
 
 def httpx_run(url: str, rows: list[dict[str, str]]) -> dict[str, Any]:
@@ -171,11 +174,11 @@ def httpx_run(url: str, rows: list[dict[str, str]]) -> dict[str, Any]:
             async def work() -> int:
                 return sum(await asyncio.gather(*(worker() for _ in range(P2_WORKERS))))
 
-            out = await _beside_ticker(work)
+            out = await beside_ticker(work)
         assert out["items"] == len(rows), out
         return {"client": "async (httpx native prototype)", "chunk_size": size, **out}
 
-    return _frozen(main)
+    return frozen(main)
 
 
 def main(argv: list[str] | None = None) -> int:

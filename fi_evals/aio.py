@@ -40,6 +40,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from fi_evals import _otel
+
+# Imported with this module, not at the first batch: importing the batch engine takes ~90 ms
+# of the GIL, which would stall a running event loop (a service imports at start-up).
+from fi_evals.batch.api import evaluate_batch
 from fi_evals.client import Evaluator
 from fi_evals.protocol import EvalStatus
 
@@ -142,8 +146,6 @@ class AsyncEvaluator:
 
     def _batch_call(self, items: Any, evals: Any, options: dict[str, Any],
                     cancel: threading.Event, sink: Any = None) -> Callable[[], BatchResult]:
-        from fi_evals.batch.api import evaluate_batch
-
         task = options.pop("task", None)
         if task is not None and inspect.iscoroutinefunction(task):
             task = _on_loop(task, asyncio.get_running_loop())

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import pytest
 from _helpers import ServeProcess
 
+from benchmarks.bench_asyncio import beside_ticker, frozen
 from fi_evals import Evaluator, UnknownTemplateError, _eventloop
 from fi_evals.aio import AsyncEvaluator
 from fi_evals.server.runner import RunningServer
 
 T = TypeVar("T")
-TICK = 0.010
 MAX_GAP = 0.100
 
 
@@ -78,40 +78,25 @@ def test_a_10000_row_batch_never_blocks_the_loop(tmp_path: Path) -> None:
 
 def _ticker_during_batch(server: ServeProcess) -> None:
     rows = _rows(10_000)
+    done: list[Any] = []
 
-    async def main() -> tuple[Any, float, int]:
-        gaps: list[float] = []
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            last = time.perf_counter()
-            while not stop.is_set():
-                await asyncio.sleep(TICK)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        ticking = asyncio.create_task(ticker())
+    async def work() -> int:
         async with AsyncEvaluator(server.api_key, server.secret_key, server.url,
                                   timeout=120) as ev:
-            result = await ev.evaluate_batch(rows, ["is_json"], progress=False)
-        stop.set()
-        await ticking
-        return result, max(gaps), len(gaps)
+            done.append(await ev.evaluate_batch(rows, ["is_json"], progress=False))
+        return len(rows)
 
-    # A full (generation 2) collection of this test process's heap (pytest, the server's
-    # modules: ~140,000 objects) stops every thread for ~100 ms, whatever the client does;
-    # measured here with gc.callbacks. Freezing the heap that existed before the batch leaves
-    # the collector the batch's own objects, as a service that calls gc.freeze() after start.
-    gc.collect()
-    gc.freeze()
-    try:
-        result, worst, ticks = run(main())
-    finally:
-        gc.unfreeze()
-    print(f"10,000 rows: {ticks} ticks, longest gap {worst * 1000:.1f} ms")
+    async def main() -> dict[str, Any]:
+        return await beside_ticker(work)
+
+    # The benchmark's ticker (scenario A of make bench) and its gc.freeze(): a full collection
+    # of this process's heap (pytest, the server's modules) stops every thread for ~100 ms,
+    # whatever the client does (measured here with gc.callbacks).
+    figures = frozen(main)
+    (result,) = done
+    print(f"10,000 rows: {figures['ticks']} ticks, longest gap {figures['max_gap_ms']} ms")
     assert result.complete and result.stats.templates["is_json"].scored == 10_000
-    assert ticks > 10 and worst < MAX_GAP, f"longest gap {worst * 1000:.0f} ms over {ticks}"
+    assert figures["ticks"] > 10 and figures["max_gap_ms"] < MAX_GAP * 1000, figures
 
 
 def test_iter_batch_yields_rows_in_order(live_server: RunningServer) -> None:
