@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,14 @@ def find_pythons(versions: list[str]) -> dict[str, str]:
                 break
     return found
 
+
+# `make test-pythons` starts nox in the background of make's shell, and a non-interactive shell
+# starts background commands with SIGINT ignored: inherited by every process below, it would
+# leave the suite's children without Ctrl-C (Python installs no KeyboardInterrupt handler for
+# an ignored SIGINT), and the tests that stop one with Ctrl-C would wait forever. A handler is
+# reset to the default in the processes nox starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 os.environ["PATH"] = os.pathsep.join([*find_pythons(OTHER_PYTHONS).values(),
                                       os.environ.get("PATH", "")])

@@ -69,7 +69,9 @@ _CLOSE = (b"connection", b"close")
 _TRACEBACK_FRAMES = 40  # innermost frames of a logged failure (a RecursionError has ~1,000)
 
 
-class _Answer(Protocol):
+class _DirectAnswer(Protocol):
+    """What a direct handler returns (the service's answer: status, body, headers)."""
+
     @property
     def status(self) -> int: ...
     @property
@@ -78,7 +80,7 @@ class _Answer(Protocol):
     def headers(self) -> Mapping[str, str]: ...
 
 
-DirectHandler = Callable[[bytes, Mapping[bytes, bytes], str], _Answer]
+DirectHandler = Callable[[bytes, Mapping[bytes, bytes], str], _DirectAnswer]
 """A route the gateway serves itself, on the thread pool, without the app: (body, lower-case
 request headers, the caller's key fingerprint) -> an answer with ``status``, ``body`` and
 ``headers``; it raises :class:`~fi_evals.server.errors.ApiError` for an error answer."""
