@@ -145,16 +145,25 @@ def test_async_def_task_runs_on_the_callers_loop(live_server: RunningServer) -> 
 @pytest.mark.slow
 def test_cancelling_stops_submission_keeps_journaled_ids_and_closes(
         server_factory: Callable[..., RunningServer], tmp_path: Path) -> None:
-    server = server_factory(sim_latency_ms=20, access_log=False)
+    server = server_factory(sim_latency_ms=1, access_log=False)
     journal = tmp_path / "run.journal"
-    rows = _rows(1000)  # 50 chunks of 20
+    rows = _rows(8000)  # 400 chunks of 20: seconds of submissions
+
+    def answered_ids() -> bool:
+        text = journal.read_text("utf-8") if journal.exists() else ""
+        complete = text.splitlines()[:-1] if not text.endswith("\n") else text.splitlines()
+        return any(json.loads(line).get("t") == "ids" for line in complete if line)
 
     async def main() -> None:
         async with client(server, max_workers=2) as ev:
             batch = asyncio.create_task(ev.evaluate_batch(
                 rows, ["is_json"], is_async=True, chunk_size=20, journal=journal,
                 progress=False))
-            await asyncio.sleep(0.5)
+            # Cancel once the first submissions are answered, while the rest are being sent.
+            deadline = time.monotonic() + 30
+            while not answered_ids():
+                assert time.monotonic() < deadline and not batch.done()
+                await asyncio.sleep(0.01)
             started = time.perf_counter()
             batch.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -166,12 +175,12 @@ def test_cancelling_stops_submission_keeps_journaled_ids_and_closes(
     submitted = [r for r in lines if r.get("t") == "sub"]
     answered = [r for r in lines if r.get("t") == "ids"]
     # Submission stopped part-way; every submission on the wire got its ids journaled.
-    assert 0 < len(submitted) < 50 and len(answered) == len(submitted), (submitted, answered)
+    assert 0 < len(submitted) < 400 and len(answered) == len(submitted), (submitted, answered)
     with Evaluator(server.api_key, server.secret_key, server.url) as ev:  # resumes
         full = ev.evaluate_batch(rows, ["is_json"], is_async=True, chunk_size=20,
                                  journal=journal, progress=False)
     assert full.complete and full.stats.resumed > 0
-    assert full.stats.templates["is_json"].scored == 1000
+    assert full.stats.templates["is_json"].scored == 8000
 
 
 @pytest.mark.slow
