@@ -11,11 +11,11 @@ pointed and the base URL that implies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NotRequired, TypeVar
+from typing import Annotated, Any, NotRequired, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from pydantic import TypeAdapter
+from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from fi_evals._constants import HEADER_REQUEST_ID
@@ -84,17 +84,17 @@ def flatten_evaluations(result: Any) -> list[Any]:
 class SyncItemWire(TypedDict):
     """One evaluation of a new-eval answer as a plain dict: the fields and types of
     :class:`~fi_evals.protocol.EvalItem` (``test_answers`` keeps them equal), absent ones
-    left out (read them with ``.get``: EvalItem's defaults are all None)."""
+    filled with EvalItem's default, None (so every key is there, in this order)."""
 
     name: str
-    output: NotRequired[Any]
-    reason: NotRequired[str | None]
-    runtime: NotRequired[int | float | None]
-    output_type: NotRequired[str | None]
-    eval_id: NotRequired[str | None]
-    eval_status: NotRequired[str | None]
-    error_message: NotRequired[str | None]
-    cached: NotRequired[bool | None]
+    output: Annotated[Any, Field(default=None)]
+    reason: Annotated[str | None, Field(default=None)]
+    runtime: Annotated[int | float | None, Field(default=None)]
+    output_type: Annotated[str | None, Field(default=None)]
+    eval_id: Annotated[str | None, Field(default=None)]
+    eval_status: Annotated[str | None, Field(default=None)]
+    error_message: Annotated[str | None, Field(default=None)]
+    cached: Annotated[bool | None, Field(default=None)]
 
 
 class _SyncBlockWire(TypedDict):

@@ -128,12 +128,11 @@ class EvalResult(BaseModel):
         """``model_construct`` for already-validated values, without its per-field Python
         loop: the defaults of this model are all immutable, so one shared dict of them is
         copied (``test_results`` checks the result equals the validated construction)."""
-        result = cls.__new__(cls)
-        fields = {**_RESULT_DEFAULTS, **values}
-        object.__setattr__(result, "__dict__", fields)
-        object.__setattr__(result, "__pydantic_fields_set__", set(values))
-        object.__setattr__(result, "__pydantic_extra__", None)
-        object.__setattr__(result, "__pydantic_private__", None)
+        result = _new_result(cls)
+        _set_dict(result, {**_RESULT_DEFAULTS, **values})
+        _set_fields_set(result, set(values))
+        _set_extra(result, None)
+        _set_private(result, None)
         return result
 
     @classmethod
@@ -166,23 +165,23 @@ class EvalResult(BaseModel):
     @classmethod
     def from_wire(cls, item: Mapping[str, Any]) -> EvalResult:
         """:meth:`from_item` on an evaluation read by
-        :func:`~fi_evals._answers.read_new_eval_fast` (a dict of ``EvalItem``'s fields,
-        validated, absent ones left out): the same result, built without an ``EvalItem``.
+        :func:`~fi_evals._answers.read_new_eval_fast` (a dict of every ``EvalItem`` field,
+        validated, None where absent): the same result, built without an ``EvalItem``.
 
         A completed evaluation's result is built in one step (its ``__dict__`` written at
         once, in field order): the batch engine makes one per evaluation.
         """
-        output = item.get("output")
-        status = item.get("eval_status")
+        output = item["output"]
+        status = item["eval_status"]
         if output is None or (status and status != _COMPLETED
                               and normalize_status(status) == EvalStatus.FAILED):
             return cls.from_item(EvalItem.model_validate(item))
         result = _new_result(cls)
-        cached = item.get("cached")
+        cached = item["cached"]
         _set_dict(result, {
-            "name": item["name"], "output": output, "reason": item.get("reason"),
-            "runtime": item.get("runtime"), "output_type": item.get("output_type"),
-            "eval_id": item.get("eval_id"), "model": None, "error_localizer_enabled": None,
+            "name": item["name"], "output": output, "reason": item["reason"],
+            "runtime": item["runtime"], "output_type": item["output_type"],
+            "eval_id": item["eval_id"], "model": None, "error_localizer_enabled": None,
             "error_localizer": None, "status": _COMPLETED, "error": None,
             "cached": bool(cached)})
         _set_fields_set(result, set(_WIRE_FIELDS_CACHED if cached else _WIRE_FIELDS))
@@ -194,7 +193,7 @@ class EvalResult(BaseModel):
     def pending_from_wire(cls, item: Mapping[str, Any]) -> EvalResult:
         """``from_item(item, pending=True)`` on a fast-read evaluation (see :meth:`from_wire`)."""
         return cls._trusted(name=item["name"], output=None, reason=None, runtime=None,
-                            output_type=item.get("output_type"), eval_id=item.get("eval_id"),
+                            output_type=item["output_type"], eval_id=item["eval_id"],
                             status=EvalStatus.PENDING.value)
 
     @classmethod

@@ -580,7 +580,7 @@ def _read_columns(columns: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
 
 def _read_iterable(source: Iterable[Any]) -> Iterator[Row]:
     for position, row in enumerate(source):
-        if isinstance(row, Mapping):
+        if row.__class__ is dict or isinstance(row, Mapping):  # dict first: skips the ABC check
             yield row
         else:
             yield BadRow(f"{_where(position)}: a value of type {type(row).__name__}, not a "
