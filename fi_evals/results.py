@@ -129,7 +129,9 @@ class EvalResult(BaseModel):
         loop: the defaults of this model are all immutable, so one shared dict of them is
         copied (``test_results`` checks the result equals the validated construction)."""
         result = _new_result(cls)
-        _set_dict(result, {**_RESULT_DEFAULTS, **values})
+        # "name" first: the fields in the model's order, as validation writes them (dumps
+        # follow the __dict__'s order).
+        _set_dict(result, {"name": None, **_RESULT_DEFAULTS, **values})
         _set_fields_set(result, set(values))
         _set_extra(result, None)
         _set_private(result, None)

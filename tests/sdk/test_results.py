@@ -43,6 +43,7 @@ def test_from_item_equals_the_validated_construction(fields):
                            eval_id=item.eval_id)
     assert built == validated
     assert built.model_dump() == validated.model_dump()
+    assert list(built.model_dump()) == list(validated.model_dump())  # same order (issue 20)
     assert built.model_fields_set == validated.model_fields_set
     assert type(built.output) is type(validated.output)
     built.status = "failed"  # results stay mutable, and defaults are not shared
