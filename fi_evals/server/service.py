@@ -65,6 +65,8 @@ def canonical_hash(payload: Any) -> str:
 
 
 _ANSWER_ENCODE = compact_encoder(allow_nan=False)  # as json_bytes: an answer is strict JSON
+_INF = float("inf")
+_float_repr = float.__repr__  # what the JSON encoder writes for a finite float
 
 
 def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
@@ -75,31 +77,45 @@ def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
 
     Byte for byte what ``json_bytes`` makes of the answer's dicts (``test_server_units``
     checks it), written in one pass without building them: this runs once per evaluation.
+    ``eval_ids`` are the server's own (canonical UUID strings: nothing to escape).
     """
     enc, string = _ANSWER_ENCODE, encode_string
     head = '{"name":' + enc(name) + ',"output":'
-    kind = enc(output_type)
+    middle = ',"output_type":' + enc(output_type) + ',"eval_id":"'
+    texts: dict[Any, str] = {}  # str outputs and statuses repeat ("Passed"): encoded once
     parts: list[str] = []
     outputs: list[str | None] = []
     failed = 0
     for eval_id, r in zip(eval_ids, results, strict=True):
         error = r.error_message
-        output = None if r.output is None else enc(r.output)
+        value = r.output
+        cls = value.__class__
+        if value is None:
+            output = None
+        elif cls is str:
+            output = texts.get(value) or texts.setdefault(value, string(value))
+        elif cls is float and -_INF < value < _INF:  # finite (NaN fails both): its repr
+            output = _float_repr(value)
+        else:
+            output = enc(value)
         outputs.append(output)
         reason = r.reason if error is None else error
         runtime = r.runtime
         entry = (f'{head}{output or "null"},"reason":'
                  f'{"null" if reason is None else string(reason) if reason.__class__ is str else enc(reason)}'  # noqa: E501
                  f',"runtime":{runtime if runtime.__class__ is int else enc(runtime)}'
-                 f',"output_type":{kind},"eval_id":{string(eval_id)}')
+                 f'{middle}{eval_id}"')
         if compat:
             parts.append(entry + "}")
         else:
+            status = r.status
             # A judge outcome answered from the judge cache says so (additive; absent otherwise).
             cached = (',"cached":true' if r.reason and "cached" in r.reason
                       and from_cache(r.reason) else "")
-            parts.append(f'{entry},"eval_status":{string(r.status)},"error_message":'
-                         f'{"null" if error is None else string(error)}{cached}}}')
+            parts.append(f'{entry},"eval_status":'
+                         f'{texts.get(status) or texts.setdefault(status, string(status))}'
+                         f',"error_message":{"null" if error is None else string(error)}'
+                         f'{cached}}}')
         if error is not None:
             failed += 1
     body = '{"status":true,"result":[{"evaluations":[' + ",".join(parts) + "]}]}"

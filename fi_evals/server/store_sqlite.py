@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -111,7 +111,7 @@ class _Batch:
     @classmethod
     def decode(cls, template: str, model: str | None, inputs: str, results: str) -> _Batch:
         columns = json.loads(results)
-        return cls(template, model, json.loads(inputs), columns["output"], columns["reason"],
+        return cls(template, model, _inputs_of(inputs), columns["output"], columns["reason"],
                    columns["runtime"], columns.get("status"), columns.get("error"))
 
     def stored(self, eval_id: str, i: int) -> StoredEval:
@@ -120,6 +120,30 @@ class _Batch:
                           inputs=self.inputs[i], model=self.model, output=self.outputs[i],
                           reason=self.reasons[i], runtime=self.runtimes[i],
                           error_message=None if self.errors is None else self.errors[i])
+
+
+def _inputs_text(items: Sequence[Mapping[str, Any]]) -> str:
+    """The ``inputs`` column of a batch: ``{"key": [one value per item], ...}`` when every item
+    has the same keys (a request's items do; half the encoding time of one object per item),
+    else a list of the items' objects."""
+    first = items[0]
+    width = len(first)
+    if width and all(len(item) == width for item in items):
+        try:
+            return _dumps({key: [item[key] for item in items] for key in first})
+        except KeyError:  # same number of keys, other names
+            pass
+    return _dumps(items if isinstance(items, (list, tuple)) else list(items))
+
+
+def _inputs_of(text: str) -> list[dict[str, Any]]:
+    """The items of an ``inputs`` column (see :func:`_inputs_text`)."""
+    inputs = json.loads(text)
+    if isinstance(inputs, dict):
+        keys = list(inputs)
+        return [dict(zip(keys, values, strict=True)) for values in zip(*inputs.values(),
+                                                                      strict=True)]
+    return inputs
 
 
 def _results_text(batch: ResultBatch) -> str:
@@ -238,9 +262,8 @@ class SQLiteJobStore(JobStore):
     def _insert_batch(self, batch: ResultBatch,
                       idempotency: tuple[str, str, IdempotencyAnswer] | None,
                       body_hash: str | None, now: float) -> None:
-        items = batch.items if isinstance(batch.items, (list, tuple)) else list(batch.items)
         row = (batch.batch_key, batch.template, _dumps(batch.params), batch.model, len(batch),
-               _dumps(items), _results_text(batch), now)
+               _inputs_text(batch.items), _results_text(batch), now)
         with self._write() as conn:
             conn.execute("INSERT INTO batches (key, template, params, model, size, inputs,"
                          " results, created_at) VALUES (?,?,?,?,?,?,?,?)", row)

@@ -136,6 +136,24 @@ def test_store_reads_batch_items_beside_rows_and_after_reopening(tmp_path: Path)
     store.close()
 
 
+@pytest.mark.parametrize("items", [
+    [{"output": "a", "expected": "b"}, {"output": "c", "expected": "d"}],  # stored as columns
+    [{"output": "a", "expected": "b"}, {"output": "c"}],  # other keys: stored item by item
+    [{"output": "a", "expected": "b"}, {"output": "c", "other": "d"}],
+    [{"text": ["chunk 1", "chunk 2"]}, {"text": []}],
+])
+def test_batch_inputs_read_back_as_given(tmp_path: Path, items: list[dict[str, Any]]) -> None:
+    store = SQLiteJobStore(tmp_path / "inputs.db", idempotency_ttl=60)
+    key, ids = new_batch_ids(len(items))
+    store.insert(ResultBatch("fuzzy_match", {}, None, ids, items, [_result(output=1.0)] * 2,
+                             batch_key=key))
+    store.close()
+    store = SQLiteJobStore(tmp_path / "inputs.db", idempotency_ttl=60)
+    found = store.get_many(ids)
+    assert [found[i].inputs for i in ids] == items
+    store.close()
+
+
 def test_batches_without_a_key_are_stored_as_rows(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "rows.db", idempotency_ttl=60)
     ids = new_eval_ids(2)
