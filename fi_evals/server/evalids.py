@@ -34,6 +34,7 @@ BATCH_KEY_LENGTH = 36 - _INDEX_DIGITS
 _BATCH_VERSION = "8"
 _VERSION_AT = 14  # "xxxxxxxx-xxxx-V..." : the version digit of a canonical UUID string
 _VARIANT = "89ab"  # RFC 9562 variant 10xx: the first hex digit of the fourth group
+_SUFFIXES = [f"{i:05x}" for i in range(4096)]  # the index digits of the usual batch sizes
 
 
 def _time_head() -> str:
@@ -72,6 +73,8 @@ def batch_eval_ids(key: str, n: int) -> list[str]:
     """
     if n > MAX_BATCH_ITEMS:
         raise ValueError(f"a batch holds at most {MAX_BATCH_ITEMS} items, not {n}")
+    if n <= len(_SUFFIXES):
+        return [key + suffix for suffix in _SUFFIXES[:n]]
     return [f"{key}{i:05x}" for i in range(n)]
 
 
