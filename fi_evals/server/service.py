@@ -22,7 +22,9 @@ from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evaluators import Registry
 from fi_evals.server.evaluators.base import from_cache
+from fi_evals.server.evaluators.deterministic import DeterministicEvaluator
 from fi_evals.server.executor import ItemResult, JobExecutor, evaluate_items
+from fi_evals.server.isolation import SizeRoutedEvaluator, text_size
 from fi_evals.server.jsonenc import compact_encoder, encode_string
 from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
@@ -123,6 +125,14 @@ def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
     return body.encode(), outputs, failed
 
 
+def async_answer(name: str, output_type: str | None, eval_ids: Sequence[str]) -> bytes:
+    """An async ``new-eval/`` answer's bytes: ``{name, output_type, eval_id}`` per item."""
+    head = '{"name":' + _ANSWER_ENCODE(name) + ',"output_type":' + _ANSWER_ENCODE(output_type) \
+        + ',"eval_id":"'
+    return ('{"status":true,"result":[{"evaluations":['
+            + ",".join([f'{head}{i}"}}' for i in eval_ids]) + "]}]}").encode()
+
+
 def _ok(result: Any) -> bytes:
     return json_bytes({"status": True, "result": result})
 
@@ -163,6 +173,10 @@ class EvalService:
         self._in_flight: dict[tuple[str, str], threading.Event] = {}
         self._limits = DoorLimits.of(config)
         self._max_status_answer = int(config.max_status_answer_mb * 1024 * 1024)
+        # Async items evaluated in the submitting request (see _inline_async): only with an
+        # executor in this process, and no simulated latency or fault injection to model.
+        self._inline_async = (config.inline_cheap_async and executor.runs_here
+                              and not config.sim_latency_ms and not config.faults)
 
     # ------------------------------------------------------------------ listing
 
@@ -274,14 +288,16 @@ class EvalService:
         """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
         the evaluations (``local_idempotency``), else the reserved one gets its answer."""
         ids = new_eval_ids(len(request.items))
-        if request.is_async:
+        if request.is_async and not self._cheap(request):
             return self._queue(request, ids, idempotency, body_hash)
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
         results = evaluate_items(request.evaluator, request.items, request.params,
                                  request.model, self.config.sim_latency_ms, eval_ids=ids,
-                                 is_async=False)
+                                 is_async=request.is_async)
         body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
+        if request.is_async:  # evaluated inline: the async answer, the items stored finished
+            body = async_answer(name, output_type, ids)
         answer = ServiceAnswer(200, body)
         jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
                            outputs)
@@ -294,6 +310,27 @@ class EvalService:
         self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
+    def _cheap(self, request: EvalRequest) -> bool:
+        """Whether an async request's items are evaluated in the request itself: built-in
+        deterministic evaluators (microseconds an item, no judge, no model, not isolated;
+        a size-routed one only when every item is small enough to run in-process).
+
+        Writing such an item pending, claiming it and writing its result costs many times
+        its evaluation; stored finished at once (as a sync item, one write), it reads
+        ``completed`` at the first poll and the answer is the async one (PROTOCOL.md A).
+        Judges, offline models, isolated and custom evaluators stay on the queue.
+        """
+        if not self._inline_async:
+            return False
+        evaluator = request.evaluator
+        if evaluator.__class__ is DeterministicEvaluator:
+            return evaluator.isolation is None
+        if evaluator.__class__ is SizeRoutedEvaluator \
+                and evaluator.inner.__class__ is DeterministicEvaluator:
+            limit = evaluator.inline_chars
+            return all(text_size(item) <= limit for item in request.items)
+        return False
+
     def _queue(self, request: EvalRequest, ids: list[str],
                idempotency: tuple[str, str] | None, body_hash: str | None) -> ServiceAnswer:
         name = request.template.name
@@ -301,8 +338,7 @@ class EvalService:
         jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
                        model=request.model)
                 for i, item in zip(ids, request.items, strict=True)]
-        answer = ServiceAnswer(200, _ok([{"evaluations": [
-            {"name": name, "output_type": output_type, "eval_id": i} for i in ids]}]))
+        answer = ServiceAnswer(200, async_answer(name, output_type, ids))
         with self._admission:  # check and insert together, or concurrent submits overshoot
             depth = self.store.queue_depth()
             if depth + len(ids) > self.config.max_queue:
