@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -48,6 +49,8 @@ __all__ = ["EvalService", "ServiceAnswer"]
 _IDEMPOTENCY_POLL = 0.05  # seconds between looks at a duplicate's first request
 _HOSTED_CONFIG_KEYS = ("required_keys", "optional_keys", "output", "eval_type_id")
 _STATUS_READ_CHUNK = 100  # ids read from the store at once by bulk status (bounds its memory)
+_STATUS_TEXT_CHUNK = 1000  # the same when the store hands out JSON text (no objects built)
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,13 @@ def async_answer(name: str, output_type: str | None, eval_ids: Sequence[str]) ->
             + ",".join([f'{head}{i}"}}' for i in eval_ids]) + "]}]}").encode()
 
 
+def _decoded_row(row: tuple[Any, ...]) -> StoredEval:
+    """A :meth:`JobStore.get_many_text` row, decoded."""
+    return StoredEval(eval_id=row[0], template=row[1], status=row[2], inputs=json.loads(row[3]),
+                      model=row[4], output=None if row[5] is None else json.loads(row[5]),
+                      reason=row[6], runtime=row[7], error_message=row[8])
+
+
 def _ok(result: Any) -> bytes:
     return json_bytes({"status": True, "result": result})
 
@@ -173,6 +183,11 @@ class EvalService:
         self._in_flight: dict[tuple[str, str], threading.Event] = {}
         self._limits = DoorLimits.of(config)
         self._max_status_answer = int(config.max_status_answer_mb * 1024 * 1024)
+        # Bulk status from stored JSON text: each template's output type as JSON, where it
+        # does not depend on the output (custom_judge's does: its records take the slow path).
+        self._output_kinds = {
+            name: _ANSWER_ENCODE(t.output_type) for name, t in CATALOGUE.items()
+            if "output_type" not in t.params.get("properties", {})}
         # Async items evaluated in the submitting request (see _inline_async): only with an
         # executor in this process, and no simulated latency or fault injection to model.
         self._inline_async = (config.inline_cheap_async and executor.runs_here
@@ -436,17 +451,72 @@ class EvalService:
 
     def _status_parts(self, ids: list[str]) -> Iterator[tuple[bytes, bool]]:
         """Each asked id's serialised entry and whether it is finished. The store is read in
-        chunks, each distinct id once; a stopped iteration reads no further."""
+        chunks, each distinct id once; a stopped iteration reads no further.
+
+        From a store that hands out its JSON text (:meth:`JobStore.get_many_text`), an entry
+        is written around the stored text (:meth:`_text_entry`), byte for byte what encoding
+        the decoded record gives; records it does not cover are decoded and encoded."""
         done: dict[str, tuple[bytes, bool]] = {}
-        for start in range(0, len(ids), _STATUS_READ_CHUNK):
-            chunk = ids[start:start + _STATUS_READ_CHUNK]
+        texts = True
+        start = 0
+        while start < len(ids):
+            chunk = ids[start:start + (_STATUS_TEXT_CHUNK if texts else _STATUS_READ_CHUNK)]
+            start += len(chunk)
             new = list(dict.fromkeys(i for i in chunk if i not in done))
-            found = self.store.get_many(new) if new else {}
-            for eval_id in new:
-                entry, finished = self._status_entry(eval_id, found.get(eval_id))
-                done[eval_id] = json_bytes(entry), finished
+            rows = (self.store.get_many_text(new) if new else {}) if texts else None
+            if rows is None:
+                texts = False
+                found = self.store.get_many(new) if new else {}
+                for eval_id in new:
+                    entry, finished = self._status_entry(eval_id, found.get(eval_id))
+                    done[eval_id] = json_bytes(entry), finished
+            else:
+                text_entry = self._text_entry
+                for eval_id in new:
+                    row = rows.get(eval_id)
+                    part = None if row is None else text_entry(eval_id, row)
+                    if part is None:  # an unknown id, or a record the text path leaves
+                        entry, finished = self._status_entry(
+                            eval_id, None if row is None else _decoded_row(row))
+                        part = json_bytes(entry), finished
+                    done[eval_id] = part
             for eval_id in chunk:
                 yield done[eval_id]
+
+    def _text_entry(self, eval_id: str, row: tuple[Any, ...]) -> tuple[bytes, bool] | None:
+        """The bulk-status entry of a stored row (``get_many_text``) written around its JSON
+        text, and whether it is finished; None when the row needs decoding (an output type
+        read from the output, an output that is not a string, number or null)."""
+        _, template, status, inputs, model, output, reason, runtime, error = row
+        string = encode_string
+        state = string(status)
+        if status not in FINISHED_STATUSES:
+            return (f'{{"eval_status":{state},"evalStatus":{state},"result":'
+                    f'{string(C.PROCESSING_MESSAGE)},"error_message":null,'
+                    f'"eval_id":{string(eval_id)}}}'.encode(), False)
+        kind = self._output_kinds.get(template)
+        if kind is None or runtime.__class__ is not int:
+            return None
+        if output is None:
+            value = "null"
+        elif output[0] == '"':
+            value = output  # a string output is its own value
+        elif _JSON_NUMBER.fullmatch(output):
+            value = f'"{output}"'  # the encoder writes a number as str() does
+        else:
+            return None
+        error_text = "null" if error is None else string(error)
+        record = (f'{{"eval_id":{string(row[0])},"name":{string(template)},'
+                  f'"input_data":{inputs},"output_type":{kind},"value":{value},"reason":'
+                  f'{"null" if reason is None else string(reason)},"runtime":{runtime},'
+                  f'"model":{"null" if model is None else string(model)},'
+                  f'"error_message":{error_text}')
+        if not self.compat:
+            cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
+                      else "")
+            record = f'{record},"output":{output or "null"}{cached}'
+        return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
+                f'"error_message":{error_text},"eval_id":{string(eval_id)}}}'.encode(), True)
 
     def _status_entry(self, eval_id: str, ev: StoredEval | None) -> tuple[dict[str, Any], bool]:
         """One bulk-status entry and whether it is finished (an unknown id is)."""
