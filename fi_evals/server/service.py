@@ -472,12 +472,15 @@ class EvalService:
                     done[eval_id] = json_bytes(entry), finished
             else:
                 text_entry = self._text_entry
+                # Ids without a text row may still be stored another way: get_many knows.
+                missing = [i for i in new if i not in rows]
+                found = self.store.get_many(missing) if missing else {}
                 for eval_id in new:
                     row = rows.get(eval_id)
                     part = None if row is None else text_entry(eval_id, row)
-                    if part is None:  # an unknown id, or a record the text path leaves
+                    if part is None:  # a record the text path leaves, or an unknown id
                         entry, finished = self._status_entry(
-                            eval_id, None if row is None else _decoded_row(row))
+                            eval_id, found.get(eval_id) if row is None else _decoded_row(row))
                         part = json_bytes(entry), finished
                     done[eval_id] = part
             for eval_id in chunk:

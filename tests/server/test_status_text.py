@@ -80,3 +80,20 @@ def test_a_store_without_text_is_read_as_before(tmp_path: Path) -> None:
     service.store.get_many_text = lambda eval_ids: None  # type: ignore[method-assign]
     assert list(service._status_parts(ids)) == expected
     service.store.close()
+
+
+def test_ids_without_a_text_row_are_read_with_get_many(tmp_path: Path) -> None:
+    """A store may keep some evaluations where get_many_text does not look (e.g. elsewhere
+    than its evals rows): those are read the general way, not answered not_found."""
+    service = _service(tmp_path, False)
+    ids = new_eval_ids(2)
+    service.store.insert([NewJob(eval_id=i, template="is_json", inputs={"text": "{}"},
+                                 params={}, model=None, status="completed", output="Passed")
+                          for i in ids])
+    expected = list(service._status_parts(ids))
+    real = service.store.get_many_text
+    service.store.get_many_text = lambda eval_ids: {  # type: ignore[method-assign]
+        k: v for k, v in real(eval_ids).items() if k != ids[1]}
+    assert list(service._status_parts(ids)) == expected
+    assert b'"completed"' in expected[1][0]
+    service.store.close()
