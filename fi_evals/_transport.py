@@ -383,10 +383,22 @@ class Transport:
         Raises:
             ProtocolError: the answer is not a list of statuses.
         """
+        return self.bulk_status_read(
+            eval_ids, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
+            deadline=deadline)
+
+    def bulk_status_read(self, eval_ids: Sequence[str], read: Callable[[Any], T], *,
+                         deadline: float | None = None) -> Answer[T]:
+        """:meth:`bulk_status` with the answer's ``result`` read by ``read`` (which raises
+        ``ValueError`` or ``TypeError`` for a result that is not what the protocol says):
+        the poller's call, which reads the usual entries without building models.
+
+        Raises:
+            ProtocolError: ``read`` refused the result.
+        """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
                             deadline=deadline)
-        return _parsed(answer, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
-                       PATH_BULK_STATUS)
+        return _parsed(answer, read, PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop
 
