@@ -11,15 +11,18 @@ pointed and the base URL that implies.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NotRequired, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from fi_evals._constants import HEADER_REQUEST_ID
 from fi_evals._exceptions import ProtocolError, RedirectError
 
-__all__ = ["a_list", "flatten_evaluations", "parse_result", "protocol_error", "redirect_error"]
+__all__ = ["SyncItemWire", "a_list", "flatten_evaluations", "parse_result", "protocol_error",
+           "read_new_eval_fast", "redirect_error"]
 
 T = TypeVar("T")
 
@@ -76,6 +79,58 @@ def flatten_evaluations(result: Any) -> list[Any]:
                             f"not a list")
         out.extend(evaluations)
     return out
+
+
+class SyncItemWire(TypedDict):
+    """One evaluation of a new-eval answer as a plain dict: the fields and types of
+    :class:`~fi_evals.protocol.EvalItem` (``test_answers`` keeps them equal), absent ones
+    left out (read them with ``.get``: EvalItem's defaults are all None)."""
+
+    name: str
+    output: NotRequired[Any]
+    reason: NotRequired[str | None]
+    runtime: NotRequired[int | float | None]
+    output_type: NotRequired[str | None]
+    eval_id: NotRequired[str | None]
+    eval_status: NotRequired[str | None]
+    error_message: NotRequired[str | None]
+    cached: NotRequired[bool | None]
+
+
+class _SyncBlockWire(TypedDict):
+    evaluations: list[SyncItemWire]
+
+
+class _NewEvalAnswerWire(TypedDict):
+    status: NotRequired[Any]
+    result: list[_SyncBlockWire]
+
+
+_NEW_EVAL_ANSWER: TypeAdapter[_NewEvalAnswerWire] = TypeAdapter(_NewEvalAnswerWire)
+
+
+def read_new_eval_fast(raw: bytes) -> list[SyncItemWire] | None:
+    """A new-eval answer's evaluations, read from the raw body in one pydantic call (JSON
+    parsing and validation together, no intermediate objects), when the answer has the usual
+    shape: ``{"status": true, "result": [{"evaluations": [...]}, ...]}``.
+
+    None for anything else (not UTF-8 JSON, another shape, ``"status": false``, a value of the
+    wrong type): the caller then reads it the checked way (``Transport._parse`` and
+    :func:`flatten_evaluations` with the ``EvalItem`` model), which accepts the same answers
+    with the same values, and raises the precise :class:`ProtocolError` for the others. Unknown
+    fields are ignored, as ``EvalItem`` ignores them. The batch engine's hot path: ~2x faster
+    than decoding the JSON and validating the decoded objects.
+    """
+    try:
+        envelope = _NEW_EVAL_ANSWER.validate_json(raw)
+    except ValueError:
+        return None
+    if envelope.get("status") is False:
+        return None
+    blocks = envelope["result"]
+    if len(blocks) == 1:
+        return blocks[0]["evaluations"]
+    return [item for block in blocks for item in block["evaluations"]]
 
 
 def protocol_error(response: requests.Response, what: str, body: Any) -> ProtocolError:

@@ -64,6 +64,7 @@ from fi_evals._answers import (
     flatten_evaluations,
     parse_result,
     protocol_error,
+    read_new_eval_fast,
     redirect_error,
 )
 from fi_evals._constants import (
@@ -100,6 +101,7 @@ from fi_evals.protocol import (
     EvalResultPayload,
     TemplateInfo,
 )
+from fi_evals.results import EvalResult
 
 __all__ = ["Answer", "ThrottleEvent", "Transport", "TransportStats"]
 
@@ -119,7 +121,8 @@ class Answer(Generic[T]):
 
     Attributes:
         value: the envelope's ``result``, parsed into wire models.
-        body: the whole decoded JSON answer (what ``get_eval_result`` returns raw).
+        body: the whole decoded JSON answer (what ``get_eval_result`` returns raw); None for
+            an answer read by a call's fast reader (:meth:`Transport.new_eval_results`).
         retry_after: the ``Retry-After`` hint in seconds (polls of unfinished work), or None.
         request_id: the ``X-Request-Id`` header, or None.
         replayed: True when the server replayed an earlier answer for the same idempotency key.
@@ -352,14 +355,37 @@ class Transport:
             APIError subclasses, APIConnectionError, APITimeoutError (see the module docs);
             ProtocolError for an answer that is not a list of evaluations.
         """
+        answer = self._post_new_eval(body, idempotency_key, deadline, None)
+        return _parsed(answer, _eval_items, PATH_NEW_EVAL)
+
+    def new_eval_results(self, body: Mapping[str, Any], *, idempotency_key: str | None = None,
+                         deadline: float | None = None,
+                         pending: bool = False) -> Answer[list[EvalResult]]:
+        """:meth:`new_eval`, with one :class:`EvalResult` per evaluation
+        (``EvalResult.from_item(item, pending=pending)``): the batch engine's call.
+
+        The same request, retries and errors; the answer is read by
+        :func:`~fi_evals._answers.read_new_eval_fast` when it has the usual shape (the
+        results are then built from the validated fields without a second validation, and
+        ``body`` is None), else exactly as :meth:`new_eval` reads it.
+        """
+        answer = self._post_new_eval(body, idempotency_key, deadline, read_new_eval_fast)
+        if answer.body is None:  # read by the fast reader
+            build = EvalResult.pending_from_wire if pending else EvalResult.from_wire
+            return _with_value(answer, [build(item) for item in answer.value])
+        items = _parsed(answer, _eval_items, PATH_NEW_EVAL)
+        return _with_value(items, [EvalResult.from_item(item, pending=pending)
+                                   for item in items.value])
+
+    def _post_new_eval(self, body: Mapping[str, Any], idempotency_key: str | None,
+                       deadline: float | None,
+                       fast: Callable[[bytes], Any] | None) -> Answer[Any]:
         caps = self.capabilities_or_none(deadline=deadline)
         key = idempotency_key or str(uuid.uuid4())
         # The key goes out either way; only a server that announced it is trusted to honour it.
-        answer = self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
-                            headers={HEADER_IDEMPOTENCY_KEY: key},
-                            idempotent=bool(caps and caps.idempotency))
-        return _parsed(answer, lambda result: _EVAL_ITEMS.validate_python(
-            flatten_evaluations(result)), PATH_NEW_EVAL)
+        return self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
+                          headers={HEADER_IDEMPOTENCY_KEY: key},
+                          idempotent=bool(caps and caps.idempotency), fast=fast)
 
     def get_eval(self, eval_id: str, *,
                  deadline: float | None = None) -> Answer[EvalResultPayload]:
@@ -405,12 +431,15 @@ class Transport:
     def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
               json_body: Any = None, headers: Mapping[str, str] | None = None,
               deadline: float | None = None, idempotent: bool = True,
-              expected_statuses: frozenset[int] = frozenset()) -> Answer[Any]:
+              expected_statuses: frozenset[int] = frozenset(),
+              fast: Callable[[bytes], Any] | None = None) -> Answer[Any]:
         """Send one logical request, retrying as the policy decides.
 
         ``idempotent`` says whether repeating the request cannot run it twice (reads, and a
         POST whose key the server honours): only then are 500s and failures that may have run
         retried. ``expected_statuses`` are answers the caller handles (not counted as failures).
+        ``fast`` reads a 2xx answer's raw body into the call's value, or returns None to have
+        it read the usual way (see :meth:`_parse`).
         """
         with _otel.span("fi_evals.request", client=True, **{
                 "http.request.method": method, "url.path": path,
@@ -419,7 +448,8 @@ class Transport:
                 answer = self._call_with_retries(method, path, params=params,
                                                  json_body=json_body, headers=headers,
                                                  deadline=deadline, idempotent=idempotent,
-                                                 expected_statuses=expected_statuses)
+                                                 expected_statuses=expected_statuses,
+                                                 fast=fast)
             except (APIError, APIConnectionError) as error:
                 _otel.set_attributes(current, **{
                     "http.response.status_code": getattr(error, "status_code", None),
@@ -435,7 +465,8 @@ class Transport:
     def _call_with_retries(self, method: str, path: str, *,
                            params: Mapping[str, str] | None, json_body: Any,
                            headers: Mapping[str, str] | None, deadline: float | None,
-                           idempotent: bool, expected_statuses: frozenset[int]) -> Answer[Any]:
+                           idempotent: bool, expected_statuses: frozenset[int],
+                           fast: Callable[[bytes], Any] | None = None) -> Answer[Any]:
         url = self.base_url + path
         data = None
         send_headers = dict(headers or {})
@@ -449,7 +480,7 @@ class Transport:
             attempt += 1
             try:
                 return self._attempt(method, url, path, params, data, send_headers,
-                                     deadline, attempt)
+                                     deadline, attempt, fast)
             except (APIError, APIConnectionError) as error:
                 status = error.status_code if isinstance(error, APIError) else None
                 decision = self.retry.decide(
@@ -472,7 +503,7 @@ class Transport:
 
     def _attempt(self, method: str, url: str, path: str, params: Mapping[str, str] | None,
                  data: bytes | None, headers: Mapping[str, str], deadline: float | None,
-                 attempt: int) -> Answer[Any]:
+                 attempt: int, fast: Callable[[bytes], Any] | None = None) -> Answer[Any]:
         if self._closed.is_set():
             raise APIConnectionError("the client is closed", request_sent=False)
         remaining = _remaining(deadline)
@@ -499,10 +530,19 @@ class Transport:
             raise error
         if 300 <= response.status_code < 400:
             raise redirect_error(method, path, response)
-        return self._parse(response, attempt)
+        return self._parse(response, attempt, fast)
 
-    def _parse(self, response: requests.Response, attempt: int) -> Answer[Any]:
-        """The envelope of a 2xx answer; its ``result`` is parsed by the protocol call."""
+    def _parse(self, response: requests.Response, attempt: int,
+               fast: Callable[[bytes], Any] | None = None) -> Answer[Any]:
+        """The envelope of a 2xx answer; its ``result`` is parsed by the protocol call.
+
+        With ``fast``: its reading of the raw body when not None (``body`` is then None),
+        else the usual reading.
+        """
+        if fast is not None:
+            value = fast(response.content)
+            if value is not None:
+                return self._answer(response, attempt, value, None)
         try:
             body = response.json()
         except (ValueError, RecursionError) as exc:
@@ -512,10 +552,14 @@ class Transport:
             raise error_from_response(400, response.text, response.headers)
         if not isinstance(body, dict) or "result" not in body:
             raise protocol_error(response, "a body without the envelope's \"result\"", body)
+        return self._answer(response, attempt, body["result"], body)
+
+    def _answer(self, response: requests.Response, attempt: int, value: Any,
+                body: Any) -> Answer[Any]:
         replayed = response.headers.get(HEADER_IDEMPOTENT_REPLAYED, "").lower() == "true"
         if replayed:
             self._counters.add("replayed")
-        return Answer(value=body["result"], body=body,
+        return Answer(value=value, body=body,
                       retry_after=parse_retry_after(response.headers.get(HEADER_RETRY_AFTER)),
                       request_id=response.headers.get(HEADER_REQUEST_ID),
                       replayed=replayed, attempts=attempt)
@@ -539,6 +583,11 @@ def _with_value(answer: Answer[Any], value: T) -> Answer[T]:
     return Answer(value=value, body=answer.body, retry_after=answer.retry_after,
                   request_id=answer.request_id, replayed=answer.replayed,
                   attempts=answer.attempts)
+
+
+def _eval_items(result: Any) -> list[EvalItem]:
+    """A new-eval answer's ``result`` -> its evaluations, validated in one call."""
+    return _EVAL_ITEMS.validate_python(flatten_evaluations(result))
 
 
 def _parsed(answer: Answer[Any], parse: Callable[[Any], T], path: str) -> Answer[T]:

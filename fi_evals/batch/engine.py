@@ -26,13 +26,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from itertools import islice
 from typing import Any, cast
 
 from fi_evals import _otel
-from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS
+from fi_evals._constants import BATCH_INTERRUPT_GRACE, BATCH_TICK_SECONDS, OUTPUT_PASSED
 from fi_evals._context import ClientContext
 from fi_evals._exceptions import APIError, ItemError, WaitTimeoutError
 from fi_evals._polling import Poller, PollRound
@@ -72,6 +72,9 @@ from fi_evals.results import EvalResult
 
 __all__ = ["Coordinator", "Settings"]
 
+_COMPLETED = "completed"
+_SCORE_TYPES = frozenset({"score", "numeric"})
+
 
 class Coordinator:
     """Runs one batch; see the module docs. Use once: ``Coordinator(...).run(rows)``."""
@@ -96,6 +99,9 @@ class Coordinator:
                                                    tmpl.output_type, spec.score_threshold)
             for spec, tmpl in settings.specs})
         self._labels = list(self.stats.templates)
+        # Per spec, what a plainly passing outcome is (see _emit_chunk).
+        self._clean = [(tmpl.output_type in _SCORE_TYPES, spec.score_threshold)
+                       for spec, tmpl in settings.specs]
         self.items: list[BatchItem] | None = None if writer is not None else []
         self.stopped: str | None = None
         self.input_error: str | None = None
@@ -375,8 +381,9 @@ class Coordinator:
         self._start_poll_round()
 
     def _post(self, request: Request) -> Any:
-        return self.transport.new_eval(request.body, idempotency_key=request.key,
-                                       deadline=self._call_deadline())
+        # Sync answers become results on the pool's thread (one EvalResult per evaluation).
+        send = self.transport.new_eval if request.is_async else self.transport.new_eval_results
+        return send(request.body, idempotency_key=request.key, deadline=self._call_deadline())
 
     def _call_deadline(self) -> float | None:
         ends = [d for d in (self.s.deadline, None if self.s.item_timeout is None
@@ -520,16 +527,16 @@ class Coordinator:
         now = time.monotonic()
         if self.sizer is not None:
             self.sizer.observe(len(request.positions), now - request.sent_at)
+        if not request.is_async:
+            # The results (a sync item that could not run is "failed": EvalFailedError).
+            self._settle_request(chunk, e, request.positions, items, now - request.sent_at)
+            return
         for pos, item in zip(request.positions, items):
-            if request.is_async:
-                if item.eval_id:
-                    self._waiting[item.eval_id] = (request, pos)
-                else:
-                    self._settle_error(chunk, pos, e, ItemError(
-                        "APIError", "the async answer carried no eval_id"))
+            if item.eval_id:
+                self._waiting[item.eval_id] = (request, pos)
             else:
-                # A sync item that could not run comes back "failed" (EvalFailedError).
-                self._settle(chunk, pos, e, EvalResult.from_item(item), now - request.sent_at)
+                self._settle_error(chunk, pos, e, ItemError(
+                    "APIError", "the async answer carried no eval_id"))
 
     def _on_poll(self, future: Future[Any], group: list[str]) -> None:
         self._poll_round.remove(future)
@@ -616,6 +623,16 @@ class Coordinator:
             self.stats.latency.add(latency)
         self.progress.advance()
 
+    def _settle_request(self, chunk: ChunkState, e: int, positions: tuple[int, ...],
+                        results: list[EvalResult], latency: float) -> None:
+        """:meth:`_settle` for the outcomes of one sync request, counted in one go."""
+        fresh = chunk.settle_many(positions, e, results)
+        scored = self.stats.templates[self._labels[e]].record_outcomes(fresh)
+        self.progress.completed += scored
+        self.progress.failed += len(fresh) - scored
+        self.stats.latency.add_many(latency, len(fresh))
+        self.progress.advance(len(fresh))
+
     def _settle_error(self, chunk: ChunkState, pos: int, e: int, error: ItemError,
                       eval_id: str | None = None) -> None:
         name = self.s.specs[e][0].name
@@ -623,23 +640,46 @@ class Coordinator:
 
     def _emit(self) -> None:
         while self._window and self._window[0].open == 0 and not self._window[0].tasks_pending:
-            chunk = self._window.popleft()
-            for pos in range(len(chunk.rows)):
-                self._emit_item(chunk, pos)
+            self._emit_chunk(self._window.popleft())
 
-    def _emit_item(self, chunk: ChunkState, pos: int) -> None:
-        # Emitted once the chunk has no open outcome: every result is set.
-        outcomes = cast("list[EvalResult]", chunk.results[pos])
-        results = dict(zip(self._labels, outcomes))
-        task_output = chunk.task_outputs[pos] if chunk.task_outputs else None
-        item = BatchItem(index=chunk.start + pos, item=dict(chunk.row(pos)), results=results,
-                         task_output=task_output, passed=item_verdict(self.s.specs, outcomes))
-        self.stats.note_item(item.index, results)
+    def _emit_chunk(self, chunk: ChunkState) -> None:
+        """Emit a chunk's items, in order, once it has no open outcome (every result set).
+
+        A row whose outcomes all plainly pass (a "Passed" verdict, a number at or above the
+        threshold) is ``passed`` and adds nothing to the failure sample, so it skips both
+        checks; any other row gets them (``item_verdict``, ``BatchStats.note_item``).
+        """
+        labels, specs, clean = self._labels, self.s.specs, self._clean
+        stats = self.stats
+        put: Callable[[BatchItem], None]
         if self.writer is not None:
-            self.writer.write(item)
+            put = self.writer.write
         else:
             assert self.items is not None
-            self.items.append(item)
+            put = self.items.append
+        task_outputs = chunk.task_outputs
+        index = chunk.start
+        for pos, (row, outcomes) in enumerate(zip(chunk.rows, chunk.results)):
+            done = cast("list[EvalResult]", outcomes)
+            results = dict(zip(labels, done))
+            item = {} if isinstance(row, BadRow) else dict(row)
+            task_output = task_outputs[pos] if task_outputs else None
+            for result, (is_score, threshold) in zip(done, clean):
+                if result.status != _COMPLETED:
+                    break
+                output = result.output
+                if is_score:
+                    kind = output.__class__
+                    if (kind is not float and kind is not int) or not output >= threshold:
+                        break
+                elif output.__class__ is not str or output != OUTPUT_PASSED:
+                    break
+            else:  # every outcome plainly passes
+                stats.items += 1  # note_item, without the failure sample's no-op look
+                put(BatchItem(index + pos, item, results, task_output, True))
+                continue
+            stats.note_item(index + pos, results)
+            put(BatchItem(index + pos, item, results, task_output, item_verdict(specs, done)))
 
     # ------------------------------------------------------------------ stopping early
 

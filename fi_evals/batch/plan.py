@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, cast
 
 from fi_evals._exceptions import InvalidInputError, ItemError
 from fi_evals._inputs import TemplateSpec, build_body, plan_chunks
@@ -88,6 +89,20 @@ class ChunkState:
         self.open -= 1
         return True
 
+    def settle_many(self, positions: Sequence[int], spec: int,
+                    results: Sequence[EvalResult]) -> list[EvalResult]:
+        """:meth:`settle` for one spec on many positions (one request's outcomes); returns the
+        results recorded (those whose position was not settled yet), in order."""
+        rows = self.results
+        fresh = []
+        for position, result in zip(positions, results):
+            row = rows[position]
+            if row[spec] is None:
+                row[spec] = result
+                fresh.append(result)
+        self.open -= len(fresh)
+        return fresh
+
     def row(self, position: int) -> Mapping[str, Any]:
         row = self.rows[position]
         return {} if isinstance(row, BadRow) else row
@@ -104,7 +119,8 @@ class Request:
     Attributes:
         chunk, spec, part: where it comes from (``part`` numbers a chunk's requests per spec).
         positions: the rows' positions in the chunk, in the order of the body's items.
-        body: the request body; key: its idempotency key; hash: the body's hash.
+        body: the request body; key: its idempotency key; hash: the body's hash (computed
+            when first read: only a journal reads it).
         journaled: its submission line is already in the journal (a resumed request).
         eval_ids: the server's ids, once known.
         sent_at: ``time.monotonic()`` when it went to the pool.
@@ -116,12 +132,15 @@ class Request:
     positions: tuple[int, ...]
     body: dict[str, Any]
     key: str
-    hash: str
     is_async: bool
     journaled: bool = False
     eval_ids: list[str] | None = None
     sent_at: float = 0.0
     future: Future[Any] | None = None
+
+    @cached_property
+    def hash(self) -> str:
+        return body_hash(self.body)
 
     def __repr__(self) -> str:
         return (f"<Request chunk {self.chunk.number} spec {self.spec} part {self.part}: "
@@ -192,6 +211,11 @@ def cut_requests(chunk: ChunkState, specs: Sequence[tuple[EvalSpec, TemplateSpec
     for e, (spec, template) in enumerate(specs):
         if spec.function is not None:
             continue  # a function metric runs on the client (the coordinator calls it)
+        columns = _columns(chunk, e, template, mappings[e])
+        if columns is not None:
+            requests.extend(_column_requests(chunk, e, spec, template, *columns,
+                                             is_async=is_async, max_batch_size=max_batch_size))
+            continue
         wire, positions = [], []
         for pos in range(len(chunk.rows)):
             if chunk.results[pos][e] is not None or pos in chunk.task_errors:
@@ -209,9 +233,64 @@ def cut_requests(chunk: ChunkState, specs: Sequence[tuple[EvalSpec, TemplateSpec
                               is_async=is_async, params=spec.params)
             requests.append(Request(chunk=chunk, spec=e, part=part,
                                     positions=tuple(positions[i] for i in planned.indices),
-                                    body=body, key=str(uuid.uuid4()), hash=body_hash(body),
-                                    is_async=is_async))
+                                    body=body, key=str(uuid.uuid4()), is_async=is_async))
     return requests, errors
+
+
+def _columns(chunk: ChunkState, e: int, template: TemplateSpec, mapping: Mapping[str, str]
+             ) -> tuple[list[int], dict[str, list[str]]] | None:
+    """The open positions of a chunk for spec ``e`` and the template's inputs as columns
+    (key -> one value per position), when every row is a plain dict without a task whose
+    mapped fields are all there as non-empty strings of string keys (or, for an optional key,
+    in none of them): the common case, where :func:`~fi_evals.batch.mapping.build_inputs` would
+    just copy them, and every row has the same key set. None otherwise (the rows are then built
+    one by one, which finds the errors).
+    """
+    if chunk.task_outputs is not None or chunk.task_errors or not template.keys:
+        return None
+    rows = chunk.rows
+    results = chunk.results
+    positions = [pos for pos in range(len(rows)) if results[pos][e] is None]
+    if not positions:
+        return None
+    picked = cast("list[dict[str, Any]]",
+                  rows if len(positions) == len(rows) else [rows[pos] for pos in positions])
+    if any(row.__class__ is not dict for row in picked):
+        return None  # BadRow, or another Mapping: looked up the general way
+    columns: dict[str, list[str]] = {}
+    for key in template.keys:
+        field = mapping[key.name]
+        if key.kind != "string" or field.startswith("task."):
+            return None
+        try:
+            column = [row[field] for row in picked]
+        except KeyError:
+            # A dotted path, an ``item.`` prefix, a missing field: looked up the general way,
+            # unless an optional key's plain field is in no row (it is then left out).
+            if key.required or "." in field or any(field in row for row in picked):
+                return None
+            continue
+        if set(map(type, column)) != {str} or "" in column:
+            return None  # values to encode, or empty ones (an error, or an optional key)
+        columns[key.name] = column
+    return (positions, columns) if columns else None
+
+
+def _column_requests(chunk: ChunkState, e: int, spec: EvalSpec, template: TemplateSpec,
+                     positions: list[int], columns: dict[str, list[str]], *, is_async: bool,
+                     max_batch_size: int) -> list[Request]:
+    """The requests of :func:`cut_requests` from :func:`_columns`' columns: the same bodies
+    (``build_body``'s envelope, the inputs cut column by column), without an item per row."""
+    out = []
+    for part, start in enumerate(range(0, len(positions), max_batch_size)):
+        end = min(start + max_batch_size, len(positions))
+        body = build_body([{k: column[start] for k, column in columns.items()}], template,
+                          model=spec.model, is_async=is_async, params=spec.params)
+        if end - start > 1:
+            body["inputs"] = {k: column[start:end] for k, column in columns.items()}
+        out.append(Request(chunk=chunk, spec=e, part=part, positions=tuple(positions[start:end]),
+                           body=body, key=str(uuid.uuid4()), is_async=is_async))
+    return out
 
 
 def item_verdict(specs: Sequence[tuple[EvalSpec, TemplateSpec]],

@@ -35,9 +35,10 @@ class Progress:
             self._bar = tqdm(total=total, desc=desc, unit="eval", dynamic_ncols=True,
                              smoothing=0.1)
 
-    def advance(self) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
+    def advance(self, n: int = 1) -> None:
+        """``n`` more outcomes finished."""
+        if self._bar is not None and n:
+            self._bar.update(n)
 
     def refresh(self, limit: int | None = None, *, force: bool = False) -> None:
         """Show the counters (at most every ``_POSTFIX_INTERVAL`` seconds unless forced)."""

@@ -16,7 +16,7 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,10 @@ __all__ = ["BatchStats", "ConcurrencyChange", "FailingOutcome", "FailureSample",
            "JudgeUsage", "LatencyReservoir", "TemplateStats", "judge_usage"]
 
 _SCORE_TYPES = frozenset({"score", "numeric"})
+_COMPLETED = "completed"
+_JUDGE_MARK = "[judge "
+"""In every reason :data:`_JUDGE_TAG` matches: a reason without it has no tag (a substring
+search, much cheaper than the regular expression on every outcome)."""
 _JUDGE_TAG = re.compile(r"\[judge [^\[\]]*\]\s*$")
 _TOKENS = re.compile(r"^(\d+)\+(\d+) tokens$")
 _COST = re.compile(r"^cost (\S+)$")
@@ -79,7 +83,9 @@ def judge_usage(reason: str | None) -> JudgeUsage | None:
     tokens, cost 0.0012]``, or ``[judge M, prompt P, cached]`` for an outcome of its judge
     cache (``fi_evals.server.evaluators.judge``).
     """
-    match = _JUDGE_TAG.search(reason or "")
+    if not reason or _JUDGE_MARK not in reason:
+        return None
+    match = _JUDGE_TAG.search(reason)
     if match is None:
         return None
     usage = JudgeUsage()
@@ -117,6 +123,23 @@ class LatencyReservoir:
         slot = self._rng.randrange(self.count)
         if slot < self.size:
             self._sample[slot] = seconds
+
+    def add_many(self, seconds: float, n: int) -> None:
+        """:meth:`add` ``n`` times the same latency (the outcomes of one sync request)."""
+        room = min(n, self.size - len(self._sample))
+        if room > 0:
+            self._sample.extend([seconds] * room)
+            self.count += room
+            n -= room
+        if n <= 0:
+            return
+        # Algorithm R on equal values: the k-th latency replaces a uniform slot with probability
+        # size/k (what ``randrange(k) < size`` decides in add), drawn with random(), ~8x cheaper.
+        rand, sample, size, first = self._rng.random, self._sample, self.size, self.count + 1
+        for count in range(first, first + n):
+            if rand() * count < size:
+                sample[int(rand() * size)] = seconds
+        self.count = first + n - 1
 
     @property
     def exact(self) -> bool:
@@ -180,24 +203,34 @@ class FailureSample:
               templates: Mapping[str, TemplateStats]) -> None:
         """Look at one finished row (label -> EvalResult): count it, and keep its errored or
         failing outcomes while fewer than ``limit`` rows of that kind are kept."""
-        errors: list[tuple[str, str, str, bool]] = []
-        fails: list[tuple[str, str, str, bool]] = []
+        errors: list[tuple[str, Any]] = []
+        fails: list[tuple[str, Any, str]] = []
         for label, result in results.items():
             if not result.ok:
-                error = result.error
-                errors.append((label, error.type if error else result.status,
-                               _one_line(error.message if error else result.reason), True))
+                errors.append((label, result))
                 continue
             verdict = templates[label].verdict(result.output)
             if verdict is not None:
-                fails.append((label, verdict, _one_line(result.reason), False))
-        self.errored_rows += bool(errors)
-        self.failing_rows += bool(fails)
-        for found, kept in ((errors, self.errored), (fails, self.failing)):
-            if found and self._kept[found is errors] < self.limit:
-                self._kept[found is errors] += 1
+                fails.append((label, result, verdict))
+        # Described (the reason on one line, where the row came from) only when kept.
+        if errors:
+            self.errored_rows += 1
+            if self._kept[True] < self.limit:
+                self._kept[True] += 1
                 where = self.describe(index)
-                kept.extend(FailingOutcome(index, where, *f) for f in found)
+                for label, result in errors:
+                    error = result.error
+                    self.errored.append(FailingOutcome(
+                        index, where, label, error.type if error else result.status,
+                        _one_line(error.message if error else result.reason), True))
+        if fails:
+            self.failing_rows += 1
+            if self._kept[False] < self.limit:
+                self._kept[False] += 1
+                where = self.describe(index)
+                self.failing.extend(FailingOutcome(index, where, label, verdict,
+                                                   _one_line(result.reason), False)
+                                    for label, result, verdict in fails)
 
     @property
     def outcomes(self) -> list[FailingOutcome]:
@@ -283,6 +316,48 @@ class TemplateStats:
     def record_error(self, error_type: str) -> None:
         self.total += 1
         self.errors[error_type] += 1
+
+    def record_outcomes(self, results: Iterable[Any]) -> int:
+        """Record outcomes (:class:`~fi_evals.results.EvalResult` objects) as :meth:`record_result`
+        (scored ones) and :meth:`record_error` (the others, by error type or status) would, one
+        by one, in one loop; returns how many were scored."""
+        total = scored = graded = passed = score_count = 0
+        score_sum = self.score_sum
+        is_score = self.output_type in _SCORE_TYPES
+        threshold = self.pass_threshold
+        isfinite = math.isfinite
+        for result in results:
+            total += 1
+            if result.status != _COMPLETED:
+                error = result.error
+                self.errors[error.type if error else result.status] += 1
+                continue
+            scored += 1
+            reason = result.reason
+            if reason and _JUDGE_MARK in reason:
+                usage = judge_usage(reason)
+                if usage is not None:
+                    self.judge.add(usage)
+            output = result.output
+            kind = output.__class__
+            if kind is float or kind is int:  # a number (bool is neither), as _score reads it
+                score = float(output) if isfinite(output) else None
+            else:
+                score = self._score(output)
+            if score is None:
+                continue
+            score_sum += score
+            score_count += 1
+            graded += 1
+            if (score >= threshold) if is_score else (score == 1.0):  # grade()
+                passed += 1
+        self.total += total
+        self.scored += scored
+        self.graded += graded
+        self.passed += passed
+        self.score_count += score_count
+        self.score_sum = score_sum
+        return scored
 
     def _score(self, output: Any) -> float | None:
         if output == OUTPUT_PASSED:
