@@ -47,12 +47,13 @@ _FAST_CHUNK = 0.05  # seconds: a full chunk done faster than this doubles the cl
 _SLOW_CHUNK = 0.5  # seconds: a chunk slower than this halves it
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True)
 class ItemResult:
     """One item's result: a verdict (completed) or the reason it could not run (failed).
 
     Read-only by convention (not ``frozen``: a frozen dataclass costs twice as much to build,
-    and the sync path builds one per evaluation)."""
+    and the sync path builds one per evaluation; positional arguments are accepted for the
+    same reason, in the order of the fields)."""
 
     status: str
     output: Any
@@ -123,13 +124,13 @@ def _evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]]
     completed = EvalStatus.COMPLETED
     start = clock()
     for inputs in items:
-        outcome: Outcome | Exception
+        failure: Exception | None = None
         try:
             outcome = evaluate(inputs, params, model)
             if outcome.__class__ is not Outcome and not isinstance(outcome, Outcome):
                 raise TypeError(f"evaluate() returned {type(outcome).__name__}, not Outcome")
         except Exception as exc:  # noqa: BLE001 - recorded on the item, see _failed
-            outcome = exc
+            failure = exc
         if min_seconds:
             left = min_seconds - (clock() - start)
             if left > 0:
@@ -137,11 +138,10 @@ def _evaluate_items(evaluator: BaseEvaluator, items: Sequence[Mapping[str, Any]]
         end = clock()  # one clock read per item: an item starts when the one before ends
         runtime = int((end - start) * 1000)
         start = end
-        if isinstance(outcome, Outcome):
-            append(ItemResult(status=completed, output=outcome.output, reason=outcome.reason,
-                              runtime=runtime, error_message=None))
+        if failure is None:
+            append(ItemResult(completed, outcome.output, outcome.reason, runtime, None))
         else:
-            append(_failed(outcome, runtime))
+            append(_failed(failure, runtime))
     return results
 
 

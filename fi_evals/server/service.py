@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -21,6 +20,7 @@ from fi_evals.catalogue import CATALOGUE, output_type_for
 from fi_evals.protocol import FINISHED_STATUSES, STATUS_ALIAS, EvalStatus
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
+from fi_evals.server.evalids import MAX_BATCH_ITEMS, new_batch_ids, new_eval_ids
 from fi_evals.server.evaluators import Registry
 from fi_evals.server.evaluators.base import from_cache
 from fi_evals.server.evaluators.deterministic import DeterministicEvaluator
@@ -44,7 +44,7 @@ from fi_evals.server.validation import (
     validate_new_eval,
 )
 
-__all__ = ["EvalService", "ServiceAnswer"]
+__all__ = ["EvalService", "ServiceAnswer", "new_eval_ids"]
 
 _IDEMPOTENCY_POLL = 0.05  # seconds between looks at a duplicate's first request
 _HOSTED_CONFIG_KEYS = ("required_keys", "optional_keys", "output", "eval_type_id")
@@ -62,23 +62,6 @@ class ServiceAnswer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def new_eval_ids(n: int) -> list[str]:
-    """``n`` fresh eval ids: UUIDv7 strings (RFC 9562: 48-bit Unix ms time, then random bits).
-
-    Time-ordered ids land at the right edge of the store's id index instead of random pages,
-    which makes inserting a batch of 500 several times cheaper on a large database.
-    """
-    ms = f"{time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF:012x}"
-    head = f"{ms[:8]}-{ms[8:12]}-7"
-    raw = bytearray(os.urandom(10 * n))
-    ids = []
-    for offset in range(0, 10 * n, 10):
-        raw[offset + 2] = raw[offset + 2] & 0x3F | 0x80  # RFC variant bits
-        h = raw[offset:offset + 10].hex()
-        ids.append(f"{head}{h[1:4]}-{h[4:8]}-{h[8:20]}")
-    return ids
-
-
 def canonical_hash(payload: Any) -> str:
     """SHA-256 of the payload's canonical JSON (sorted keys, compact): equal for two bodies
     that differ only in key order or spacing."""
@@ -87,6 +70,8 @@ def canonical_hash(payload: Any) -> str:
 
 
 _ANSWER_ENCODE = compact_encoder(allow_nan=False)  # as json_bytes: an answer is strict JSON
+_INF = float("inf")
+_float_repr = float.__repr__  # what the JSON encoder writes for a finite float
 
 
 def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
@@ -97,31 +82,45 @@ def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
 
     Byte for byte what ``json_bytes`` makes of the answer's dicts (``test_server_units``
     checks it), written in one pass without building them: this runs once per evaluation.
+    ``eval_ids`` are the server's own (canonical UUID strings: nothing to escape).
     """
     enc, string = _ANSWER_ENCODE, encode_string
     head = '{"name":' + enc(name) + ',"output":'
-    kind = enc(output_type)
+    middle = ',"output_type":' + enc(output_type) + ',"eval_id":"'
+    texts: dict[Any, str] = {}  # str outputs and statuses repeat ("Passed"): encoded once
     parts: list[str] = []
     outputs: list[str | None] = []
     failed = 0
     for eval_id, r in zip(eval_ids, results, strict=True):
         error = r.error_message
-        output = None if r.output is None else enc(r.output)
+        value = r.output
+        cls = value.__class__
+        if value is None:
+            output = None
+        elif cls is str:
+            output = texts.get(value) or texts.setdefault(value, string(value))
+        elif cls is float and -_INF < value < _INF:  # finite (NaN fails both): its repr
+            output = _float_repr(value)
+        else:
+            output = enc(value)
         outputs.append(output)
         reason = r.reason if error is None else error
         runtime = r.runtime
         entry = (f'{head}{output or "null"},"reason":'
                  f'{"null" if reason is None else string(reason) if reason.__class__ is str else enc(reason)}'  # noqa: E501
                  f',"runtime":{runtime if runtime.__class__ is int else enc(runtime)}'
-                 f',"output_type":{kind},"eval_id":{string(eval_id)}')
+                 f'{middle}{eval_id}"')
         if compat:
             parts.append(entry + "}")
         else:
+            status = r.status
             # A judge outcome answered from the judge cache says so (additive; absent otherwise).
             cached = (',"cached":true' if r.reason and "cached" in r.reason
                       and from_cache(r.reason) else "")
-            parts.append(f'{entry},"eval_status":{string(r.status)},"error_message":'
-                         f'{"null" if error is None else string(error)}{cached}}}')
+            parts.append(f'{entry},"eval_status":'
+                         f'{texts.get(status) or texts.setdefault(status, string(status))}'
+                         f',"error_message":{"null" if error is None else string(error)}'
+                         f'{cached}}}')
         if error is not None:
             failed += 1
     body = '{"status":true,"result":[{"evaluations":[' + ",".join(parts) + "]}]}"
@@ -302,9 +301,16 @@ class EvalService:
              body_hash: str | None = None) -> ServiceAnswer:
         """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
         the evaluations (``local_idempotency``), else the reserved one gets its answer."""
-        ids = new_eval_ids(len(request.items))
         if request.is_async and not self._cheap(request):
-            return self._queue(request, ids, idempotency, body_hash)
+            return self._queue(request, new_eval_ids(len(request.items)), idempotency,
+                               body_hash)
+        # The results are stored as one batch: each eval id names the batch and its index
+        # (cheap async items evaluated here are stored the same way).
+        key: str | None = None
+        if len(request.items) <= MAX_BATCH_ITEMS:
+            key, ids = new_batch_ids(len(request.items))
+        else:
+            ids = new_eval_ids(len(request.items))
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
         results = evaluate_items(request.evaluator, request.items, request.params,
@@ -315,7 +321,7 @@ class EvalService:
             body = async_answer(name, output_type, ids)
         answer = ServiceAnswer(200, body)
         jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
-                           outputs)
+                           outputs, batch_key=key)
         if body_hash is None:
             self.store.insert(jobs, self._stored(idempotency, answer))
         else:
@@ -468,8 +474,7 @@ class EvalService:
                 texts = False
                 found = self.store.get_many(new) if new else {}
                 for eval_id in new:
-                    entry, finished = self._status_entry(eval_id, found.get(eval_id))
-                    done[eval_id] = json_bytes(entry), finished
+                    done[eval_id] = self._entry_bytes(eval_id, found.get(eval_id))
             else:
                 text_entry = self._text_entry
                 # Ids without a text row may still be stored another way: get_many knows.
@@ -479,12 +484,34 @@ class EvalService:
                     row = rows.get(eval_id)
                     part = None if row is None else text_entry(eval_id, row)
                     if part is None:  # a record the text path leaves, or an unknown id
-                        entry, finished = self._status_entry(
+                        part = self._entry_bytes(
                             eval_id, found.get(eval_id) if row is None else _decoded_row(row))
-                        part = json_bytes(entry), finished
                     done[eval_id] = part
             for eval_id in chunk:
                 yield done[eval_id]
+
+    def _entry_bytes(self, eval_id: str, ev: StoredEval | None) -> tuple[bytes, bool]:
+        """``json_bytes`` of the bulk-status entry of ``ev`` and whether it is finished,
+        written without building the entry's dicts (the same encoder, the same bytes)."""
+        if ev is None or ev.status not in FINISHED_STATUSES:
+            entry, finished = self._status_entry(eval_id, ev)
+            return json_bytes(entry), finished
+        enc, string = _ANSWER_ENCODE, encode_string
+        template = CATALOGUE.get(ev.template)
+        kind = enc(output_type_for(template, None, ev.output) if template else None)
+        output, reason, error = ev.output, ev.reason, ev.error_message
+        error_text = enc(error)
+        state = string(ev.status)
+        record = (f'{{"eval_id":{enc(ev.eval_id)},"name":{enc(ev.template)},'
+                  f'"input_data":{enc(ev.inputs)},"output_type":{kind},'
+                  f'"value":{enc(value_string(output))},"reason":{enc(reason)},'
+                  f'"runtime":{enc(ev.runtime)},"model":{enc(ev.model)},'
+                  f'"error_message":{error_text}')
+        if not self.compat:
+            cached = ',"cached":true' if from_cache(reason) else ""
+            record = f'{record},"output":{enc(output)}{cached}'
+        return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
+                f'"error_message":{error_text},"eval_id":{enc(eval_id)}}}'.encode(), True)
 
     def _text_entry(self, eval_id: str, row: tuple[Any, ...]) -> tuple[bytes, bool] | None:
         """The bulk-status entry of a stored row (``get_many_text``) written around its JSON

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 from fi_evals.protocol import EvalStatus, FinishedStatus
+from fi_evals.server.evalids import split_batch_id
 
 __all__ = [
     "ClaimedJob",
@@ -50,24 +51,43 @@ class NewJob:
 
 
 class ResultBatch(Sequence[NewJob]):
-    """One sync request's finished evaluations, held column by column: a sequence of
-    :class:`NewJob` made on access, so a store that knows this type (SQLite) writes its rows
-    without building one object per evaluation, and any other store reads plain NewJobs.
+    """Finished evaluations of one template, params and model (a sync request's results), held
+    column by column: a sequence of :class:`NewJob` made on access, so a store that knows this
+    type (SQLite) writes them without building one object per evaluation, and any other store
+    reads plain NewJobs.
 
-    ``results[i]`` has ``status``, ``output``, ``reason``, ``runtime`` and ``error_message``;
-    ``outputs[i]``, when given, is ``results[i].output`` as compact JSON text (None for null),
-    already made for the answer: a store writing JSON text can reuse it.
+    This is how to store finished evaluations (``store.insert(batch, idempotency)``, one
+    transaction with the request's idempotency record)::
+
+        key, ids = new_batch_ids(len(items))      # fi_evals.server.evalids; ids go in the answer
+        results = evaluate_items(evaluator, items, params, model)
+        store.insert(ResultBatch(name, params, model, ids, items, results, batch_key=key))
+
+    ``results[i]`` has ``status``, ``output``, ``reason``, ``runtime`` and ``error_message``
+    (an :class:`~fi_evals.server.executor.ItemResult`); ``outputs[i]``, when given, is
+    ``results[i].output`` as compact JSON text (None for null), already made for the answer: a
+    store writing JSON text can reuse it. ``batch_key``, when given, is the key the ``eval_ids``
+    were made from (:func:`~fi_evals.server.evalids.new_batch_ids`): a store may then keep the
+    batch as one record and find item ``i`` from its id alone (SQLite does); without it (or
+    for any other ids) each evaluation is stored on its own.
     """
 
-    __slots__ = ("eval_ids", "items", "model", "outputs", "params", "results", "template")
+    __slots__ = ("batch_key", "eval_ids", "items", "model", "outputs", "params", "results",
+                 "template")
 
     def __init__(self, template: str, params: Mapping[str, Any], model: str | None,
                  eval_ids: Sequence[str], items: Sequence[Mapping[str, Any]],
-                 results: Sequence[Any], outputs: Sequence[str | None] | None = None) -> None:
+                 results: Sequence[Any], outputs: Sequence[str | None] | None = None, *,
+                 batch_key: str | None = None) -> None:
         if not len(eval_ids) == len(items) == len(results):
             raise ValueError("eval_ids, items and results must have one entry per evaluation")
         if outputs is not None and len(outputs) != len(results):
             raise ValueError("outputs must have one entry per evaluation")
+        if batch_key is not None and eval_ids and (
+                split_batch_id(eval_ids[0]) != (batch_key, 0)
+                or split_batch_id(eval_ids[-1]) != (batch_key, len(eval_ids) - 1)):
+            raise ValueError("eval_ids must be batch_eval_ids(batch_key, n)")
+        self.batch_key = batch_key
         self.outputs = outputs
         self.template = template
         self.params = params

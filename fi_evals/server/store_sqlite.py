@@ -14,11 +14,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from fi_evals.protocol import UNFINISHED_STATUSES
+from fi_evals.protocol import UNFINISHED_STATUSES, EvalStatus
+from fi_evals.server.evalids import split_batch_id
 from fi_evals.server.jsonenc import compact_encoder
 from fi_evals.server.store import (
     ClaimedJob,
@@ -65,15 +68,100 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_at REAL NOT NULL,
     PRIMARY KEY (scope, key)
 );
+-- Finished evaluations stored together (a sync request's results): one row per batch, found by
+-- its key (an eval id without its index digits, see evalids.py). inputs: a JSON list of the
+-- items' inputs objects; results: a JSON object of columns (see _results_text).
+CREATE TABLE IF NOT EXISTS batches (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    template TEXT NOT NULL,
+    params TEXT NOT NULL,
+    model TEXT,
+    size INTEGER NOT NULL,
+    inputs TEXT NOT NULL,
+    results TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 _COLUMNS = "id, template, status, inputs, model, output, reason, runtime, error_message"
 _SQL_CHUNK = 900  # ids per IN (...) query, under SQLite's variable limit on old builds
 _PURGE_EVERY = 1000  # idempotency reservations between purges of expired records
+_DECODED_BATCHES = 32  # decoded batch rows kept for reads (each id of a batch is read alone)
 
 
 # One encoder for every row: json.dumps() with options builds a new encoder per call.
 _dumps = compact_encoder()
+_COMPLETED = EvalStatus.COMPLETED.value
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A ``batches`` row, decoded: item ``i``'s fields are the ``i``-th of each list."""
+
+    template: str
+    model: str | None
+    inputs: list[dict[str, Any]]
+    outputs: list[Any]
+    reasons: list[str | None]
+    runtimes: list[int]
+    statuses: list[str] | None  # None: every item completed
+    errors: list[str | None] | None  # None: no item has an error message
+
+    @classmethod
+    def decode(cls, template: str, model: str | None, inputs: str, results: str) -> _Batch:
+        columns = json.loads(results)
+        return cls(template, model, _inputs_of(inputs), columns["output"], columns["reason"],
+                   columns["runtime"], columns.get("status"), columns.get("error"))
+
+    def stored(self, eval_id: str, i: int) -> StoredEval:
+        return StoredEval(eval_id=eval_id, template=self.template,
+                          status=_COMPLETED if self.statuses is None else self.statuses[i],
+                          inputs=self.inputs[i], model=self.model, output=self.outputs[i],
+                          reason=self.reasons[i], runtime=self.runtimes[i],
+                          error_message=None if self.errors is None else self.errors[i])
+
+
+def _inputs_text(items: Sequence[Mapping[str, Any]]) -> str:
+    """The ``inputs`` column of a batch: ``{"key": [one value per item], ...}`` when every item
+    has the same keys (a request's items do; half the encoding time of one object per item),
+    else a list of the items' objects."""
+    first = items[0]
+    width = len(first)
+    if width and all(len(item) == width for item in items):
+        try:
+            return _dumps({key: [item[key] for item in items] for key in first})
+        except KeyError:  # same number of keys, other names
+            pass
+    return _dumps(items if isinstance(items, (list, tuple)) else list(items))
+
+
+def _inputs_of(text: str) -> list[dict[str, Any]]:
+    """The items of an ``inputs`` column (see :func:`_inputs_text`)."""
+    inputs = json.loads(text)
+    if isinstance(inputs, dict):
+        keys = list(inputs)
+        return [dict(zip(keys, values, strict=True)) for values in zip(*inputs.values(),
+                                                                      strict=True)]
+    return inputs
+
+
+def _results_text(batch: ResultBatch) -> str:
+    """The ``results`` column of a batch: ``{"output": [...], "reason": [...], "runtime":
+    [...]}`` plus ``"status"`` unless every item completed and ``"error"`` unless no item has
+    an error message. The outputs' JSON texts made for the answer are joined, not re-encoded."""
+    results = batch.results
+    outputs = batch.outputs or [None if r.output is None else _dumps(r.output) for r in results]
+    statuses = [r.status for r in results]
+    errors = [r.error_message for r in results]
+    text = (f'{{"output":[{",".join([o or "null" for o in outputs])}],'
+            f'"reason":{_dumps([r.reason for r in results])},'
+            f'"runtime":{_dumps([r.runtime for r in results])}')
+    if statuses.count(_COMPLETED) != len(statuses):
+        text += f',"status":{_dumps(statuses)}'
+    if errors.count(None) != len(errors):
+        text += f',"error":{_dumps(errors)}'
+    return text + "}"
 
 
 class SQLiteJobStore(JobStore):
@@ -90,6 +178,8 @@ class SQLiteJobStore(JobStore):
         self._write_lock = threading.Lock()
         self._closed = False
         self._reservations = 0
+        self._decoded: OrderedDict[str, _Batch] = OrderedDict()  # batch key -> rows, LRU
+        self._decoded_lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         conn = self._conn()
@@ -140,6 +230,9 @@ class SQLiteJobStore(JobStore):
         """See :meth:`JobStore.insert`; with ``body_hash``, the idempotency record is written
         whole (no reservation before it: ``local_idempotency``)."""
         now = time.time()
+        if isinstance(jobs, ResultBatch) and jobs.batch_key is not None and len(jobs):
+            self._insert_batch(jobs, idempotency, body_hash, now)  # one row for all
+            return
         if isinstance(jobs, ResultBatch):  # a sync request's results: no NewJob objects
             self._insert_rows(self._result_rows(jobs, now), 0, idempotency, body_hash, now)
             return
@@ -166,6 +259,16 @@ class SQLiteJobStore(JobStore):
                 for i, item, r, output in zip(batch.eval_ids, batch.items, batch.results,
                                               outputs, strict=True)]
 
+    def _insert_batch(self, batch: ResultBatch,
+                      idempotency: tuple[str, str, IdempotencyAnswer] | None,
+                      body_hash: str | None, now: float) -> None:
+        row = (batch.batch_key, batch.template, _dumps(batch.params), batch.model, len(batch),
+               _inputs_text(batch.items), _results_text(batch), now)
+        with self._write() as conn:
+            conn.execute("INSERT INTO batches (key, template, params, model, size, inputs,"
+                         " results, created_at) VALUES (?,?,?,?,?,?,?,?)", row)
+            self._write_idempotency(conn, idempotency, body_hash, now)
+
     def _insert_rows(self, rows: list[tuple[Any, ...]], pending: int,
                      idempotency: tuple[str, str, IdempotencyAnswer] | None,
                      body_hash: str | None, now: float) -> None:
@@ -174,16 +277,23 @@ class SQLiteJobStore(JobStore):
                 "INSERT INTO evals (id, template, status, inputs, params, model, output, reason,"
                 " runtime, error_message, created_at, updated_at)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-            if idempotency is not None and body_hash is not None:
+            self._write_idempotency(conn, idempotency, body_hash, now)
+            self._depth += pending
+
+    def _write_idempotency(self, conn: sqlite3.Connection,
+                           idempotency: tuple[str, str, IdempotencyAnswer] | None,
+                           body_hash: str | None, now: float) -> None:
+        """The request's idempotency record, in the caller's transaction: written whole with
+        ``body_hash`` (``local_idempotency``), else the reserved record gets its answer."""
+        if idempotency is not None and body_hash is not None:
                 scope, key, answer = idempotency
                 conn.execute(
                     "INSERT OR REPLACE INTO idempotency (scope, key, body_hash, state,"
                     " http_status, answer, created_at) VALUES (?,?,?,'done',?,?,?)",
                     (scope, key, body_hash, answer.status, answer.body, now))
                 self._count_reservation(conn, now, self.idempotency_ttl)
-            elif idempotency is not None:
-                self._set_answer(conn, *idempotency)
-            self._depth += pending
+        elif idempotency is not None:
+            self._set_answer(conn, *idempotency)
 
     def claim(self, limit: int) -> list[ClaimedJob]:
         with self._write() as conn:
@@ -218,9 +328,27 @@ class SQLiteJobStore(JobStore):
                 " status='processing'", [(time.time(), i) for i in eval_ids])
 
     def get_many(self, eval_ids: Sequence[str]) -> dict[str, StoredEval]:
+        """See :meth:`JobStore.get_many`: batch ids (``evalids.split_batch_id``) are read from
+        their batch row, each batch decoded once (and kept for the next reads); every other
+        id, and a batch id whose batch is unknown, from ``evals``."""
         conn = self._conn()
         found: dict[str, StoredEval] = {}
-        unique = list(dict.fromkeys(eval_ids))
+        wanted: dict[str, list[tuple[str, int]]] = {}  # batch key -> (eval id, index)
+        unique: list[str] = []
+        for eval_id in dict.fromkeys(eval_ids):
+            split = split_batch_id(eval_id)
+            if split is None:
+                unique.append(eval_id)
+            else:
+                wanted.setdefault(split[0], []).append((eval_id, split[1]))
+        batches = self._batches(conn, list(wanted))
+        for key, asked in wanted.items():
+            batch = batches.get(key)
+            for eval_id, i in asked:
+                if batch is not None and i < len(batch.inputs):
+                    found[eval_id] = batch.stored(eval_id, i)
+                else:  # not from a batch row after all: maybe a row of evals
+                    unique.append(eval_id)
         for start in range(0, len(unique), _SQL_CHUNK):
             chunk = unique[start:start + _SQL_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -239,7 +367,8 @@ class SQLiteJobStore(JobStore):
         """
         conn = self._conn()
         found: dict[str, tuple[Any, ...]] = {}
-        unique = list(dict.fromkeys(eval_ids))
+        # Batch ids are left to get_many (their results are in a batch row, not in evals).
+        unique = [i for i in dict.fromkeys(eval_ids) if split_batch_id(i) is None]
         conn.execute("BEGIN")
         try:
             for start in range(0, len(unique), _SQL_CHUNK):
@@ -250,6 +379,31 @@ class SQLiteJobStore(JobStore):
                     found[row[0]] = row
         finally:
             conn.execute("COMMIT")
+        return found
+
+    def _batches(self, conn: sqlite3.Connection, keys: list[str]) -> dict[str, _Batch]:
+        """The decoded batch rows of ``keys`` (unknown keys are absent)."""
+        found: dict[str, _Batch] = {}
+        missing: list[str] = []
+        with self._decoded_lock:
+            for key in keys:
+                batch = self._decoded.get(key)
+                if batch is None:
+                    missing.append(key)
+                else:
+                    self._decoded.move_to_end(key)
+                    found[key] = batch
+        for start in range(0, len(missing), _SQL_CHUNK):
+            chunk = missing[start:start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, template, model, inputs, results in conn.execute(
+                    "SELECT key, template, model, inputs, results FROM batches"
+                    f" WHERE key IN ({marks})", chunk):
+                batch = found[key] = _Batch.decode(template, model, inputs, results)
+                with self._decoded_lock:  # a batch never changes: a decoded one stays right
+                    self._decoded[key] = batch
+                    while len(self._decoded) > _DECODED_BATCHES:
+                        self._decoded.popitem(last=False)
         return found
 
     def queue_depth(self) -> int:

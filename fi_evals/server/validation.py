@@ -249,8 +249,23 @@ def _items(template: Template, inputs: Mapping[str, Any], max_batch: int) -> lis
     if size > max_batch:
         raise ApiError.invalid(f"batch of {size} items is larger than this server's "
                                f"max_batch_size {max_batch}", "inputs")
-    columns = [(key.name, _column(key, inputs[key.name], size)) for key in present]
-    return [{name: col[i] for name, col in columns} for i in range(size)]
+    return _rows([key.name for key in present],
+                 [_column(key, inputs[key.name], size) for key in present])
+
+
+def _rows(names: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
+    """One dict per item from one column per key (a dict display for the usual widths is
+    several times faster than a comprehension per item: this runs once per evaluation)."""
+    if len(names) == 1:
+        (a,), (ca,) = names, columns
+        return [{a: x} for x in ca]
+    if len(names) == 2:
+        (a, b), (ca, cb) = names, columns
+        return [{a: x, b: y} for x, y in zip(ca, cb, strict=True)]
+    if len(names) == 3:
+        (a, b, c), (ca, cb, cc) = names, columns
+        return [{a: x, b: y, c: z} for x, y, z in zip(ca, cb, cc, strict=True)]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _column(key: InputKey, values: Any, size: int) -> list[Any]:

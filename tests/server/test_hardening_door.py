@@ -97,9 +97,10 @@ def wait_for_access(caplog: pytest.LogCaptureFixture, fragment: str,
 
 
 def stored(server: RunningServer) -> int:
-    """Evaluations in the server's SQLite file."""
+    """Evaluations in the server's SQLite file: rows of ``evals`` and items of ``batches``."""
     with sqlite3.connect(server.config.db_path) as conn:
-        return int(conn.execute("SELECT count(*) FROM evals").fetchone()[0])
+        return int(conn.execute("SELECT (SELECT count(*) FROM evals)"
+                                " + (SELECT coalesce(sum(size), 0) FROM batches)").fetchone()[0])
 
 
 def nested(depth: int, leaf: Any = 0) -> Any:

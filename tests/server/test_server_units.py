@@ -132,7 +132,8 @@ def test_sync_answer_is_what_json_bytes_makes_of_the_dicts(compat: bool) -> None
     assert body == json_bytes({"status": True, "result": [{"evaluations": entries}]})
     assert n_failed == 1
     assert outputs[0] == '"Passed"' and outputs[4] == "true" and outputs[5] is None
-    with pytest.raises(ValueError):  # strict JSON, as json_bytes: no NaN in an answer
-        sync_answer("tone", "score", ids[:1], [ItemResult(
-            status=done, output=float("nan"), reason=None, runtime=0, error_message=None)],
-            compat)
+    for bad in ("nan", "inf", "-inf"):  # strict JSON, as json_bytes: no NaN in an answer
+        with pytest.raises(ValueError):
+            sync_answer("tone", "score", ids[:1], [ItemResult(
+                status=done, output=float(bad), reason=None, runtime=0, error_message=None)],
+                compat)

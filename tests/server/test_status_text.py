@@ -3,6 +3,7 @@ decoding each record and encoding the entry gives, for every kind of record."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def test_text_entries_are_the_decoded_records_encoded(tmp_path: Path, compat: bo
         entry, finished = service._status_entry(eval_id, found.get(eval_id))
         decoded.append((json_bytes(entry), finished))
     assert text == decoded
+    by_objects = [service._entry_bytes(i, found.get(i)) for i in asked]
+    assert by_objects == decoded
     rows = service.store.get_many_text(ids)
     assert rows is not None
     taken = [service._text_entry(i, rows[i]) is not None for i in ids]
@@ -96,4 +99,22 @@ def test_ids_without_a_text_row_are_read_with_get_many(tmp_path: Path) -> None:
         k: v for k, v in real(eval_ids).items() if k != ids[1]}
     assert list(service._status_parts(ids)) == expected
     assert b'"completed"' in expected[1][0]
+    service.store.close()
+
+
+@pytest.mark.parametrize("compat", [False, True])
+def test_entries_of_requests_evaluated_at_submit(tmp_path: Path, compat: bool) -> None:
+    """Sync and cheap async requests' results (wherever the store keeps them) read the same
+    through the fast paths as through the decoded records."""
+    service = _service(tmp_path, compat)
+    ids: list[str] = []
+    for is_async in (False, True):
+        for name, inputs in (("is_json", {"text": ["{}", "[", "é"]}),
+                             ("fuzzy_match", {"output": ["abc", "x"], "expected": ["abd", "y"]})):
+            body = json.dumps({"eval_name": name, "inputs": inputs, "is_async": is_async})
+            answer = service.submit(body.encode(), "scope", None)
+            ids += [e["eval_id"] for e in json.loads(answer.body)["result"][0]["evaluations"]]
+    found = service.store.get_many(ids)
+    expected = [(json_bytes(service._status_entry(i, found[i])[0]), True) for i in ids]
+    assert list(service._status_parts(ids)) == expected
     service.store.close()
