@@ -414,16 +414,20 @@ class Transport:
             deadline=deadline)
 
     def bulk_status_read(self, eval_ids: Sequence[str], read: Callable[[Any], T], *,
-                         deadline: float | None = None) -> Answer[T]:
+                         deadline: float | None = None,
+                         fast: Callable[[bytes], T | None] | None = None) -> Answer[T]:
         """:meth:`bulk_status` with the answer's ``result`` read by ``read`` (which raises
         ``ValueError`` or ``TypeError`` for a result that is not what the protocol says):
-        the poller's call, which reads the usual entries without building models.
+        the poller's call, which reads the usual entries without building models. ``fast``
+        reads the raw body when it can (None: ``read`` reads the decoded result).
 
         Raises:
             ProtocolError: ``read`` refused the result.
         """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
-                            deadline=deadline)
+                            deadline=deadline, fast=fast)
+        if answer.body is None:  # read by ``fast``
+            return answer
         return _parsed(answer, read, PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop

@@ -135,6 +135,7 @@ class Coordinator:
         self._poll_no = 0
         self._poll_hint: float | None = None
         self._poll_progress = False
+        self._poll_unfinished = False  # some id of the current round was not finished
         self._next_poll = 0.0
         self._started = time.monotonic()
 
@@ -381,9 +382,11 @@ class Coordinator:
         self._start_poll_round()
 
     def _post(self, request: Request) -> Any:
-        # Sync answers become results on the pool's thread (one EvalResult per evaluation).
-        send = self.transport.new_eval if request.is_async else self.transport.new_eval_results
-        return send(request.body, idempotency_key=request.key, deadline=self._call_deadline())
+        # Answers become results on the pool's thread (one EvalResult per evaluation; pending
+        # ones for an async request, which only its eval ids are read from).
+        return self.transport.new_eval_results(request.body, idempotency_key=request.key,
+                                               deadline=self._call_deadline(),
+                                               pending=request.is_async)
 
     def _call_deadline(self) -> float | None:
         ends = [d for d in (self.s.deadline, None if self.s.item_timeout is None
@@ -413,6 +416,7 @@ class Coordinator:
             self._poll_round.append(future)
             self._in_flight += 1
         self._poll_progress = False
+        self._poll_unfinished = False
         self._poll_hint = None
 
     # ------------------------------------------------------------------ 3. wait
@@ -550,12 +554,22 @@ class Coordinator:
             round_ = PollRound()
         if round_.retry_after is not None:
             self._poll_hint = max(self._poll_hint or 0.0, round_.retry_after)
+        finished = 0
         for eval_id, result in round_.results.items():
             if result.finished:
                 self._finish_waiting(eval_id, result, None, now)
+                finished += 1
+        if finished < len(group):
+            self._poll_unfinished = True
         if not self._poll_round:
             self._poll_no = 0 if self._poll_progress else self._poll_no + 1
-            delay = self.backoff.delay(self._poll_no, retry_after=self._poll_hint) or 0.0
+            if self._poll_progress and not self._poll_unfinished:
+                # Every id asked was finished (a server that evaluates cheap work at submit):
+                # the ids submitted since are asked at once, not after a poll delay. A round
+                # with any unfinished id waits as before, so no id is asked again sooner.
+                delay = 0.0
+            else:
+                delay = self.backoff.delay(self._poll_no, retry_after=self._poll_hint) or 0.0
             self._next_poll = now + delay
 
     def _finish_waiting(self, eval_id: str, result: EvalResult | None,
