@@ -377,6 +377,17 @@ class Transport:
         return _with_value(items, [EvalResult.from_item(item, pending=pending)
                                    for item in items.value])
 
+    def new_eval_ids(self, body: Mapping[str, Any], *, idempotency_key: str | None = None,
+                     deadline: float | None = None) -> Answer[list[str | None]]:
+        """:meth:`new_eval` for an async submission: the eval id of each evaluation, in
+        order (None where one carries none), read like :meth:`new_eval_results` reads the
+        answer, without building a result per evaluation: the async batch's call."""
+        answer = self._post_new_eval(body, idempotency_key, deadline, read_new_eval_fast)
+        if answer.body is None:  # read by the fast reader
+            return _with_value(answer, [item.get("eval_id") for item in answer.value])
+        items = _parsed(answer, _eval_items, PATH_NEW_EVAL)
+        return _with_value(items, [item.eval_id for item in items.value])
+
     def _post_new_eval(self, body: Mapping[str, Any], idempotency_key: str | None,
                        deadline: float | None,
                        fast: Callable[[bytes], Any] | None) -> Answer[Any]:

@@ -382,11 +382,11 @@ class Coordinator:
         self._start_poll_round()
 
     def _post(self, request: Request) -> Any:
-        # Answers become results on the pool's thread (one EvalResult per evaluation; pending
-        # ones for an async request, which only its eval ids are read from).
-        return self.transport.new_eval_results(request.body, idempotency_key=request.key,
-                                               deadline=self._call_deadline(),
-                                               pending=request.is_async)
+        # Sync answers become results on the pool's thread (one EvalResult per evaluation);
+        # of an async answer, only the eval ids are read.
+        send = self.transport.new_eval_ids if request.is_async \
+            else self.transport.new_eval_results
+        return send(request.body, idempotency_key=request.key, deadline=self._call_deadline())
 
     def _call_deadline(self) -> float | None:
         ends = [d for d in (self.s.deadline, None if self.s.item_timeout is None
@@ -524,7 +524,7 @@ class Coordinator:
                 self._settle_error(chunk, pos, e, error)
             return
         self.limit.on_success()
-        ids = [item.eval_id for item in items]
+        ids = items if request.is_async else [item.eval_id for item in items]
         if self.journal is not None and all(ids):
             self.journal.record_ids(request.key, ids)
         request.eval_ids = ids
@@ -535,9 +535,9 @@ class Coordinator:
             # The results (a sync item that could not run is "failed": EvalFailedError).
             self._settle_request(chunk, e, request.positions, items, now - request.sent_at)
             return
-        for pos, item in zip(request.positions, items):
-            if item.eval_id:
-                self._waiting[item.eval_id] = (request, pos)
+        for pos, eval_id in zip(request.positions, ids):
+            if eval_id:
+                self._waiting[eval_id] = (request, pos)
             else:
                 self._settle_error(chunk, pos, e, ItemError(
                     "APIError", "the async answer carried no eval_id"))

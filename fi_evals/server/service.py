@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -497,19 +498,32 @@ class EvalService:
             entry, finished = self._status_entry(eval_id, ev)
             return json_bytes(entry), finished
         enc, string = _ANSWER_ENCODE, encode_string
-        template = CATALOGUE.get(ev.template)
-        kind = enc(output_type_for(template, None, ev.output) if template else None)
-        output, reason, error = ev.output, ev.reason, ev.error_message
-        error_text = enc(error)
+        output, reason, error, model = ev.output, ev.reason, ev.error_message, ev.model
+        kind = self._output_kinds.get(ev.template)
+        if kind is None:
+            template = CATALOGUE.get(ev.template)
+            kind = enc(output_type_for(template, None, output) if template else None)
+        if output.__class__ is str:  # the usual outputs, written as the encoder writes them
+            value = string(output)
+        elif output is None:
+            value = "null"
+        elif (output.__class__ is float and math.isfinite(output)) or output.__class__ is int:
+            value = f'"{output!r}"'  # the encoder writes a number as repr() does
+        else:
+            value = enc(value_string(output))
+        error_text = "null" if error is None else string(error)
         state = string(ev.status)
-        record = (f'{{"eval_id":{enc(ev.eval_id)},"name":{enc(ev.template)},'
-                  f'"input_data":{enc(ev.inputs)},"output_type":{kind},'
-                  f'"value":{enc(value_string(output))},"reason":{enc(reason)},'
-                  f'"runtime":{enc(ev.runtime)},"model":{enc(ev.model)},'
+        record = (f'{{"eval_id":{string(ev.eval_id)},"name":{string(ev.template)},'
+                  f'"input_data":{enc(ev.inputs)},"output_type":{kind},"value":{value},'
+                  f'"reason":{"null" if reason is None else string(reason)},'
+                  f'"runtime":{enc(ev.runtime)},'
+                  f'"model":{"null" if model is None else string(model)},'
                   f'"error_message":{error_text}')
         if not self.compat:
-            cached = ',"cached":true' if from_cache(reason) else ""
-            record = f'{record},"output":{enc(output)}{cached}'
+            cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
+                      else "")
+            record = f'{record},"output":{value if output.__class__ is str else enc(output)}' \
+                f'{cached}'
         return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
                 f'"error_message":{error_text},"eval_id":{enc(eval_id)}}}'.encode(), True)
 
