@@ -554,11 +554,28 @@ class Coordinator:
             round_ = PollRound()
         if round_.retry_after is not None:
             self._poll_hint = max(self._poll_hint or 0.0, round_.retry_after)
+        # The finished results, settled request by request as a sync answer's are.
         finished = 0
+        by_request: dict[int, tuple[Request, list[int], list[EvalResult]]] = {}
+        waiting = self._waiting
         for eval_id, result in round_.results.items():
-            if result.finished:
-                self._finish_waiting(eval_id, result, None, now)
-                finished += 1
+            if not result.finished:
+                continue
+            finished += 1
+            entry = waiting.pop(eval_id, None)
+            if entry is None:
+                continue
+            request, pos = entry
+            slot = by_request.get(id(request))
+            if slot is None:
+                slot = by_request[id(request)] = (request, [], [])
+            slot[1].append(pos)
+            slot[2].append(result)
+        if by_request:
+            self._poll_progress = True
+        for request, positions, results in by_request.values():
+            self._settle_request(request.chunk, request.spec, tuple(positions), results,
+                                 now - request.sent_at)
         if finished < len(group):
             self._poll_unfinished = True
         if not self._poll_round:
@@ -639,7 +656,8 @@ class Coordinator:
 
     def _settle_request(self, chunk: ChunkState, e: int, positions: tuple[int, ...],
                         results: list[EvalResult], latency: float) -> None:
-        """:meth:`_settle` for the outcomes of one sync request, counted in one go."""
+        """:meth:`_settle` for the outcomes of one request (a sync answer, or the finished
+        async ones of a poll round), counted in one go."""
         fresh = chunk.settle_many(positions, e, results)
         scored = self.stats.templates[self._labels[e]].record_outcomes(fresh)
         self.progress.completed += scored
