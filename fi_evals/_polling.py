@@ -37,7 +37,15 @@ from fi_evals._exceptions import (
 from fi_evals._retry import PollBackoff
 from fi_evals._transport import Transport
 from fi_evals.protocol import KNOWN_STATUSES, BulkStatusEntry, EvalStatus, parse_output_value
-from fi_evals.results import EvalResult, normalize_status
+from fi_evals.results import (
+    EvalResult,
+    _new_result,
+    _set_dict,
+    _set_extra,
+    _set_fields_set,
+    _set_private,
+    normalize_status,
+)
 
 __all__ = ["PollRound", "Poller"]
 
@@ -109,6 +117,23 @@ def read_entries_fast(raw: bytes) -> list[Any] | None:
         return None
 
 
+# The fields from_payload passes (its results' model_fields_set), finished and running.
+_FINISHED_FIELDS = frozenset({"name", "output", "reason", "runtime", "output_type", "eval_id",
+                              "model", "status", "cached"})
+_RUNNING_FIELDS = frozenset({"name", "eval_id", "status", "reason", "runtime"})
+
+
+def _built(fields: dict[str, Any], fields_set: frozenset[str]) -> EvalResult:
+    """An EvalResult of validated ``fields`` (every field, in the model's order), written in
+    one step as ``EvalResult.from_wire`` writes them (``results.py`` checks the order)."""
+    built = _new_result(EvalResult)
+    _set_dict(built, fields)
+    _set_fields_set(built, set(fields_set))
+    _set_extra(built, None)
+    _set_private(built, None)
+    return built
+
+
 def _lean_result(eval_id: str, entry: Any, name: str) -> EvalResult | None:
     """``EvalResult.from_payload`` of a lean entry in the usual cases (completed with its
     record, pending or processing with the message), built without models; None otherwise."""
@@ -116,16 +141,21 @@ def _lean_result(eval_id: str, entry: Any, name: str) -> EvalResult | None:
     result = entry.get("result")
     if status == _COMPLETED and result.__class__ is dict:
         output = result.get("output")
+        output_type = result.get("output_type")
         if output is None and result.get("value") is not None:
-            output = parse_output_value(result["value"], result.get("output_type"))
-        return EvalResult._trusted(
-            name=result["name"] or name, output=output, reason=result.get("reason"),
-            runtime=result.get("runtime"), output_type=result.get("output_type"),
-            eval_id=result["eval_id"] or eval_id, model=result.get("model"), status=status,
-            cached=bool(result.get("cached")))
+            output = parse_output_value(result["value"], output_type)
+        return _built({
+            "name": result["name"] or name, "output": output, "reason": result.get("reason"),
+            "runtime": result.get("runtime"), "output_type": output_type,
+            "eval_id": result["eval_id"] or eval_id, "model": result.get("model"),
+            "error_localizer_enabled": None, "error_localizer": None, "status": status,
+            "error": None, "cached": bool(result.get("cached"))}, _FINISHED_FIELDS)
     if status in _RUNNING and (result is None or result.__class__ is str):
-        return EvalResult._trusted(name=name, eval_id=eval_id, status=status, reason=result,
-                                   runtime=None)
+        return _built({
+            "name": name, "output": None, "reason": result, "runtime": None,
+            "output_type": None, "eval_id": eval_id, "model": None,
+            "error_localizer_enabled": None, "error_localizer": None, "status": status,
+            "error": None, "cached": False}, _RUNNING_FIELDS)
     return None
 
 
