@@ -367,10 +367,30 @@ class SQLiteJobStore(JobStore):
         """
         conn = self._conn()
         found: dict[str, tuple[Any, ...]] = {}
-        # Batch ids are left to get_many (their results are in a batch row, not in evals).
-        unique = [i for i in dict.fromkeys(eval_ids) if split_batch_id(i) is None]
+        unique: list[str] = []
+        wanted: dict[str, list[tuple[str, int]]] = {}  # batch key -> (eval id, index)
+        for eval_id in dict.fromkeys(eval_ids):
+            split = split_batch_id(eval_id)
+            if split is None:
+                unique.append(eval_id)
+            else:
+                wanted.setdefault(split[0], []).append((eval_id, split[1]))
         conn.execute("BEGIN")
         try:
+            # An item of a batch row: its row written from the decoded batch (an id whose
+            # batch is unknown is left out: get_many then looks for it in evals).
+            dumps = _dumps
+            for key, batch in self._batches(conn, list(wanted)).items():
+                size = len(batch.inputs)
+                for eval_id, i in wanted[key]:
+                    if i < size:
+                        output = batch.outputs[i]
+                        found[eval_id] = (
+                            eval_id, batch.template,
+                            _COMPLETED if batch.statuses is None else batch.statuses[i],
+                            dumps(batch.inputs[i]), batch.model,
+                            None if output is None else dumps(output), batch.reasons[i],
+                            batch.runtimes[i], None if batch.errors is None else batch.errors[i])
             for start in range(0, len(unique), _SQL_CHUNK):
                 chunk = unique[start:start + _SQL_CHUNK]
                 marks = ",".join("?" * len(chunk))
