@@ -4,10 +4,13 @@ The HTTP layer and the executor only talk to :class:`JobStore`; the SQLite imple
 ``store_sqlite.py`` and a Redis one can be added beside it without touching either.
 
 Evaluation life cycle: ``pending`` -> ``processing`` (claimed by a worker) -> ``completed`` |
-``failed``. Sync evaluations are inserted already finished. An idempotency record is reserved
-before a request runs and its answer is written *in the same transaction* as the evaluations
-the request created, so a crash never leaves evaluations without their answer or an answer
-without its evaluations.
+``failed``. Sync evaluations are inserted already finished, as one :class:`ResultBatch` per
+request (its docstring shows how to store finished evaluations): the SQLite store keeps such a
+batch as one row, found again from any of its eval ids (``evalids.split_batch_id``).
+
+An idempotency record is reserved before a request runs and its answer is written *in the
+same transaction* as the evaluations the request created, so a crash never leaves evaluations
+without their answer or an answer without its evaluations.
 """
 
 from __future__ import annotations
@@ -214,7 +217,10 @@ class JobStore(abc.ABC):
         """Insert evaluations (one transaction), and the request's answer if it had a key.
 
         Args:
-            jobs: the evaluations, pending (async) or finished (sync).
+            jobs: the evaluations, pending (async) or finished (sync). Finished ones of one
+                template come as a :class:`ResultBatch` (with ``batch_key``: ids from
+                ``evalids.new_batch_ids``), which a store may keep as one record; any other
+                sequence of :class:`NewJob` is stored evaluation by evaluation.
             idempotency: (scope, key, answer) to store with them.
         """
 

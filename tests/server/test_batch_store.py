@@ -154,6 +154,30 @@ def test_batch_inputs_read_back_as_given(tmp_path: Path, items: list[dict[str, A
     store.close()
 
 
+def test_a_batch_is_decoded_once_for_all_its_ids(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from fi_evals.server import store_sqlite
+
+    store = SQLiteJobStore(tmp_path / "decode.db", idempotency_ttl=60)
+    key, ids = new_batch_ids(500)
+    store.insert(ResultBatch("is_json", {}, None, ids, [{"text": "{}"}] * 500,
+                             [_result()] * 500, batch_key=key))
+    decoded: list[str] = []
+    real = store_sqlite._Batch.decode.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, *args: Any) -> Any:
+        decoded.append(args[0])
+        return real(cls, *args)
+
+    monkeypatch.setattr(store_sqlite._Batch, "decode", classmethod(counting))
+    for start in range(0, 500, 100):  # as bulk status reads: 100 ids at a time, then GETs
+        assert len(store.get_many(ids[start:start + 100])) == 100
+    for eval_id in ids[:10]:
+        assert store.get_many([eval_id])[eval_id].output == "Passed"
+    assert decoded == ["is_json"]
+    store.close()
+
+
 def test_batches_without_a_key_are_stored_as_rows(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "rows.db", idempotency_ttl=60)
     ids = new_eval_ids(2)

@@ -45,7 +45,7 @@ def from_cache(reason: str | None) -> bool:
     return bool(reason) and _CACHED_JUDGE_TAG.search(reason or "") is not None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
     """A verdict: ``output`` is "Passed"/"Failed", a float in [0, 1], or the chosen labels.
 
@@ -61,6 +61,19 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost: float | None = None
+
+    def __init__(self, output: Output, reason: str, cached: bool = False,
+                 prompt_tokens: int | None = None, completion_tokens: int | None = None,
+                 cost: float | None = None) -> None:
+        # The generated __init__ of a frozen dataclass sets each field with
+        # object.__setattr__: twice this, and every evaluation builds one.
+        fields = self.__dict__
+        fields["output"] = output
+        fields["reason"] = reason
+        fields["cached"] = cached
+        fields["prompt_tokens"] = prompt_tokens
+        fields["completion_tokens"] = completion_tokens
+        fields["cost"] = cost
 
 
 class EvaluationError(Exception):
