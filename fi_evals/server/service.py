@@ -22,7 +22,7 @@ from fi_evals.protocol import FINISHED_STATUSES, STATUS_ALIAS, EvalStatus
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evalids import MAX_BATCH_ITEMS, new_batch_ids, new_eval_ids
-from fi_evals.server.evaluators import Registry
+from fi_evals.server.evaluators import BaseEvaluator, Registry
 from fi_evals.server.evaluators.base import from_cache
 from fi_evals.server.evaluators.deterministic import DeterministicEvaluator
 from fi_evals.server.executor import ItemResult, JobExecutor, evaluate_items
@@ -302,9 +302,13 @@ class EvalService:
              body_hash: str | None = None) -> ServiceAnswer:
         """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
         the evaluations (``local_idempotency``), else the reserved one gets its answer."""
-        if request.is_async and not self._cheap(request):
-            return self._queue(request, new_eval_ids(len(request.items)), idempotency,
-                               body_hash)
+        evaluator = request.evaluator
+        if request.is_async:
+            inline = self._cheap(request)
+            if inline is None:
+                return self._queue(request, new_eval_ids(len(request.items)), idempotency,
+                                   body_hash)
+            evaluator = inline
         # The results are stored as one batch: each eval id names the batch and its index
         # (cheap async items evaluated here are stored the same way).
         key: str | None = None
@@ -314,12 +318,15 @@ class EvalService:
             ids = new_eval_ids(len(request.items))
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
-        results = evaluate_items(request.evaluator, request.items, request.params,
+        results = evaluate_items(evaluator, request.items, request.params,
                                  request.model, self.config.sim_latency_ms, eval_ids=ids,
                                  is_async=request.is_async)
-        body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
+        outputs: list[str | None] | None
         if request.is_async:  # evaluated inline: the async answer, the items stored finished
-            body = async_answer(name, output_type, ids)
+            body, outputs = async_answer(name, output_type, ids), None  # the store encodes
+            failed = sum(1 for r in results if r.error_message is not None)
+        else:
+            body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
         answer = ServiceAnswer(200, body)
         jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
                            outputs, batch_key=key)
@@ -332,10 +339,11 @@ class EvalService:
         self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
-    def _cheap(self, request: EvalRequest) -> bool:
-        """Whether an async request's items are evaluated in the request itself: built-in
-        deterministic evaluators (microseconds an item, no judge, no model, not isolated;
-        a size-routed one only when every item is small enough to run in-process).
+    def _cheap(self, request: EvalRequest) -> BaseEvaluator | None:
+        """The evaluator that runs an async request's items in the request itself, or None
+        (they are queued): built-in deterministic evaluators (microseconds an item, no judge,
+        no model, not isolated; a size-routed one, as its in-process evaluator, only when
+        every item is small enough to run in-process).
 
         Writing such an item pending, claiming it and writing its result costs many times
         its evaluation; stored finished at once (as a sync item, one write), it reads
@@ -343,15 +351,16 @@ class EvalService:
         Judges, offline models, isolated and custom evaluators stay on the queue.
         """
         if not self._inline_async:
-            return False
+            return None
         evaluator = request.evaluator
         if evaluator.__class__ is DeterministicEvaluator:
-            return evaluator.isolation is None
+            return evaluator if evaluator.isolation is None else None
         if evaluator.__class__ is SizeRoutedEvaluator \
                 and evaluator.inner.__class__ is DeterministicEvaluator:
             limit = evaluator.inline_chars
-            return all(text_size(item) <= limit for item in request.items)
-        return False
+            small = all(text_size(item) <= limit for item in request.items)
+            return evaluator.inner if small else None  # what it runs small items with
+        return None
 
     def _queue(self, request: EvalRequest, ids: list[str],
                idempotency: tuple[str, str] | None, body_hash: str | None) -> ServiceAnswer:
