@@ -377,6 +377,17 @@ class Transport:
         return _with_value(items, [EvalResult.from_item(item, pending=pending)
                                    for item in items.value])
 
+    def new_eval_ids(self, body: Mapping[str, Any], *, idempotency_key: str | None = None,
+                     deadline: float | None = None) -> Answer[list[str | None]]:
+        """:meth:`new_eval` for an async submission: the eval id of each evaluation, in
+        order (None where one carries none), read like :meth:`new_eval_results` reads the
+        answer, without building a result per evaluation: the async batch's call."""
+        answer = self._post_new_eval(body, idempotency_key, deadline, read_new_eval_fast)
+        if answer.body is None:  # read by the fast reader
+            return _with_value(answer, [item.get("eval_id") for item in answer.value])
+        items = _parsed(answer, _eval_items, PATH_NEW_EVAL)
+        return _with_value(items, [item.eval_id for item in items.value])
+
     def _post_new_eval(self, body: Mapping[str, Any], idempotency_key: str | None,
                        deadline: float | None,
                        fast: Callable[[bytes], Any] | None) -> Answer[Any]:
@@ -409,10 +420,26 @@ class Transport:
         Raises:
             ProtocolError: the answer is not a list of statuses.
         """
+        return self.bulk_status_read(
+            eval_ids, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
+            deadline=deadline)
+
+    def bulk_status_read(self, eval_ids: Sequence[str], read: Callable[[Any], T], *,
+                         deadline: float | None = None,
+                         fast: Callable[[bytes], T | None] | None = None) -> Answer[T]:
+        """:meth:`bulk_status` with the answer's ``result`` read by ``read`` (which raises
+        ``ValueError`` or ``TypeError`` for a result that is not what the protocol says):
+        the poller's call, which reads the usual entries without building models. ``fast``
+        reads the raw body when it can (None: ``read`` reads the decoded result).
+
+        Raises:
+            ProtocolError: ``read`` refused the result.
+        """
         answer = self._call("POST", PATH_BULK_STATUS, json_body={"eval_ids": list(eval_ids)},
-                            deadline=deadline)
-        return _parsed(answer, lambda result: _STATUS_ENTRIES.validate_python(a_list(result)),
-                       PATH_BULK_STATUS)
+                            deadline=deadline, fast=fast)
+        if answer.body is None:  # read by ``fast``
+            return answer
+        return _parsed(answer, read, PATH_BULK_STATUS)
 
     # ------------------------------------------------------------------ the retry loop
 

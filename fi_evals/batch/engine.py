@@ -136,6 +136,7 @@ class Coordinator:
         self._poll_no = 0
         self._poll_hint: float | None = None
         self._poll_progress = False
+        self._poll_unfinished = False  # some id of the current round was not finished
         self._next_poll = 0.0
         self._started = time.monotonic()
 
@@ -386,8 +387,10 @@ class Coordinator:
         self._start_poll_round()
 
     def _post(self, request: Request) -> Any:
-        # Sync answers become results on the pool's thread (one EvalResult per evaluation).
-        send = self.transport.new_eval if request.is_async else self.transport.new_eval_results
+        # Sync answers become results on the pool's thread (one EvalResult per evaluation);
+        # of an async answer, only the eval ids are read.
+        send = self.transport.new_eval_ids if request.is_async \
+            else self.transport.new_eval_results
         return send(request.body, idempotency_key=request.key, deadline=self._call_deadline())
 
     def _call_deadline(self) -> float | None:
@@ -418,6 +421,7 @@ class Coordinator:
             self._poll_round.append(future)
             self._in_flight += 1
         self._poll_progress = False
+        self._poll_unfinished = False
         self._poll_hint = None
 
     # ------------------------------------------------------------------ 3. wait
@@ -525,7 +529,7 @@ class Coordinator:
                 self._settle_error(chunk, pos, e, error)
             return
         self.limit.on_success()
-        ids = [item.eval_id for item in items]
+        ids = items if request.is_async else [item.eval_id for item in items]
         if self.journal is not None and all(ids):
             self.journal.record_ids(request.key, ids)
         request.eval_ids = ids
@@ -536,9 +540,9 @@ class Coordinator:
             # The results (a sync item that could not run is "failed": EvalFailedError).
             self._settle_request(chunk, e, request.positions, items, now - request.sent_at)
             return
-        for pos, item in zip(request.positions, items):
-            if item.eval_id:
-                self._waiting[item.eval_id] = (request, pos)
+        for pos, eval_id in zip(request.positions, ids):
+            if eval_id:
+                self._waiting[eval_id] = (request, pos)
             else:
                 self._settle_error(chunk, pos, e, ItemError(
                     "APIError", "the async answer carried no eval_id"))
@@ -555,12 +559,39 @@ class Coordinator:
             round_ = PollRound()
         if round_.retry_after is not None:
             self._poll_hint = max(self._poll_hint or 0.0, round_.retry_after)
+        # The finished results, settled request by request as a sync answer's are.
+        finished = 0
+        by_request: dict[int, tuple[Request, list[int], list[EvalResult]]] = {}
+        waiting = self._waiting
         for eval_id, result in round_.results.items():
-            if result.finished:
-                self._finish_waiting(eval_id, result, None, now)
+            if not result.finished:
+                continue
+            finished += 1
+            entry = waiting.pop(eval_id, None)
+            if entry is None:
+                continue
+            request, pos = entry
+            slot = by_request.get(id(request))
+            if slot is None:
+                slot = by_request[id(request)] = (request, [], [])
+            slot[1].append(pos)
+            slot[2].append(result)
+        if by_request:
+            self._poll_progress = True
+        for request, positions, results in by_request.values():
+            self._settle_request(request.chunk, request.spec, tuple(positions), results,
+                                 now - request.sent_at)
+        if finished < len(group):
+            self._poll_unfinished = True
         if not self._poll_round:
             self._poll_no = 0 if self._poll_progress else self._poll_no + 1
-            delay = self.backoff.delay(self._poll_no, retry_after=self._poll_hint) or 0.0
+            if self._poll_progress and not self._poll_unfinished:
+                # Every id asked was finished (a server that evaluates cheap work at submit):
+                # the ids submitted since are asked at once, not after a poll delay. A round
+                # with any unfinished id waits as before, so no id is asked again sooner.
+                delay = 0.0
+            else:
+                delay = self.backoff.delay(self._poll_no, retry_after=self._poll_hint) or 0.0
             self._next_poll = now + delay
 
     def _finish_waiting(self, eval_id: str, result: EvalResult | None,
@@ -630,7 +661,8 @@ class Coordinator:
 
     def _settle_request(self, chunk: ChunkState, e: int, positions: tuple[int, ...],
                         results: list[EvalResult], latency: float) -> None:
-        """:meth:`_settle` for the outcomes of one sync request, counted in one go."""
+        """:meth:`_settle` for the outcomes of one request (a sync answer, or the finished
+        async ones of a poll round), counted in one go."""
         fresh = chunk.settle_many(positions, e, results)
         scored = self.stats.templates[self._labels[e]].record_outcomes(fresh)
         self.progress.completed += scored

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from fi_evals import _constants as C
-from fi_evals.server.app import build_fastapi, new_eval_handler
+from fi_evals.server.app import build_fastapi, bulk_status_handler, new_eval_handler
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.evaluators import BaseEvaluator, Registry
 from fi_evals.server.executor import CountFn, JobExecutor, ThreadWorkerPool
@@ -72,8 +72,10 @@ class Application:
             self.store, self.registry, config, self.metrics.count_evaluations)
         self.service = EvalService(config, self.store, self.executor, self.registry, self.metrics)
         self.fastapi = build_fastapi(self.service, self.metrics, config.compat)
-        self.gateway = Gateway(self.fastapi, config, self.metrics, direct={
-            ("POST", C.PATH_NEW_EVAL): new_eval_handler(self.service, config.compat)})
+        direct = {("POST", C.PATH_NEW_EVAL): new_eval_handler(self.service, config.compat)}
+        if not config.compat:  # a hosted-API-shaped server has no bulk status
+            direct[("POST", C.PATH_BULK_STATUS)] = bulk_status_handler(self.service)
+        self.gateway = Gateway(self.fastapi, config, self.metrics, direct=direct)
         if backend is not None:
             backend.attach(self)  # e.g. the rate limit becomes cluster-wide
         self.asgi = self.gateway

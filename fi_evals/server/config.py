@@ -66,6 +66,10 @@ class ServerConfig:
         overload_retry_after: seconds suggested by ``Retry-After`` on 503s.
         drain_timeout: seconds a stopping server waits for in-flight work.
         claim_batch: pending evaluations an async worker claims at once.
+        inline_cheap_async: evaluate an async request's items in the request itself when its
+            template is a built-in deterministic one (microseconds an item) and the workers
+            run in this process; they are stored finished at once (False: every async item
+            is queued for the workers).
         idempotency_wait: seconds a duplicate waits for the first request with its key.
         access_log: log one line per request (logger ``fi_evals.server.access``).
         read_timeout: seconds a request's headers and body may take to arrive, from its first
@@ -140,6 +144,7 @@ class ServerConfig:
     overload_retry_after: int = C.DEFAULT_OVERLOAD_RETRY_AFTER
     drain_timeout: float = C.DEFAULT_DRAIN_TIMEOUT
     claim_batch: int = C.DEFAULT_CLAIM_BATCH
+    inline_cheap_async: bool = True
     idempotency_wait: float = C.DEFAULT_IDEMPOTENCY_WAIT
     access_log: bool = True
     read_timeout: float = C.DEFAULT_REQUEST_READ_TIMEOUT

@@ -170,6 +170,12 @@ def _evaluate_together(evaluator: BaseEvaluator, items: Sequence[Mapping[str, An
 class JobExecutor(abc.ABC):
     """Runs stored pending evaluations in the background."""
 
+    runs_here: bool = False
+    """True when the executor evaluates in this process (the thread pool): an async submission
+    of cheap items (see ``EvalService``) is then evaluated at once by the request, on the same
+    CPU a worker would use, instead of being written pending, claimed and finished. Executors
+    that spread work over other processes (Celery) keep False: all their async work queues."""
+
     @abc.abstractmethod
     def start(self) -> None:
         """Start taking pending work."""
@@ -204,6 +210,8 @@ CountFn = Callable[[str, int, int], None]
 
 class ThreadWorkerPool(JobExecutor):
     """``workers`` threads that claim up to ``claim_batch`` pending evaluations at a time."""
+
+    runs_here = True
 
     def __init__(self, store: JobStore, registry: Registry, *, workers: int, claim_batch: int,
                  sim_latency_ms: int = 0, count: CountFn | None = None) -> None:

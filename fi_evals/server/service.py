@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,9 +22,11 @@ from fi_evals.protocol import FINISHED_STATUSES, STATUS_ALIAS, EvalStatus
 from fi_evals.server.config import ServerConfig
 from fi_evals.server.errors import ApiError, json_bytes
 from fi_evals.server.evalids import MAX_BATCH_ITEMS, new_batch_ids, new_eval_ids
-from fi_evals.server.evaluators import Registry
+from fi_evals.server.evaluators import BaseEvaluator, Registry
 from fi_evals.server.evaluators.base import from_cache
+from fi_evals.server.evaluators.deterministic import DeterministicEvaluator
 from fi_evals.server.executor import ItemResult, JobExecutor, evaluate_items
+from fi_evals.server.isolation import SizeRoutedEvaluator, text_size
 from fi_evals.server.jsonenc import compact_encoder, encode_string
 from fi_evals.server.limits import DoorLimits
 from fi_evals.server.metrics import ServerMetrics
@@ -46,6 +50,8 @@ __all__ = ["EvalService", "ServiceAnswer", "new_eval_ids"]
 _IDEMPOTENCY_POLL = 0.05  # seconds between looks at a duplicate's first request
 _HOSTED_CONFIG_KEYS = ("required_keys", "optional_keys", "output", "eval_type_id")
 _STATUS_READ_CHUNK = 100  # ids read from the store at once by bulk status (bounds its memory)
+_STATUS_TEXT_CHUNK = 1000  # the same when the store hands out JSON text (no objects built)
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +128,21 @@ def sync_answer(name: str, output_type: str | None, eval_ids: Sequence[str],
     return body.encode(), outputs, failed
 
 
+def async_answer(name: str, output_type: str | None, eval_ids: Sequence[str]) -> bytes:
+    """An async ``new-eval/`` answer's bytes: ``{name, output_type, eval_id}`` per item."""
+    head = '{"name":' + _ANSWER_ENCODE(name) + ',"output_type":' + _ANSWER_ENCODE(output_type) \
+        + ',"eval_id":"'
+    return ('{"status":true,"result":[{"evaluations":['
+            + ",".join([f'{head}{i}"}}' for i in eval_ids]) + "]}]}").encode()
+
+
+def _decoded_row(row: tuple[Any, ...]) -> StoredEval:
+    """A :meth:`JobStore.get_many_text` row, decoded."""
+    return StoredEval(eval_id=row[0], template=row[1], status=row[2], inputs=json.loads(row[3]),
+                      model=row[4], output=None if row[5] is None else json.loads(row[5]),
+                      reason=row[6], runtime=row[7], error_message=row[8])
+
+
 def _ok(result: Any) -> bytes:
     return json_bytes({"status": True, "result": result})
 
@@ -162,6 +183,15 @@ class EvalService:
         self._in_flight: dict[tuple[str, str], threading.Event] = {}
         self._limits = DoorLimits.of(config)
         self._max_status_answer = int(config.max_status_answer_mb * 1024 * 1024)
+        # Bulk status from stored JSON text: each template's output type as JSON, where it
+        # does not depend on the output (custom_judge's does: its records take the slow path).
+        self._output_kinds = {
+            name: _ANSWER_ENCODE(t.output_type) for name, t in CATALOGUE.items()
+            if "output_type" not in t.params.get("properties", {})}
+        # Async items evaluated in the submitting request (see _inline_async): only with an
+        # executor in this process, and no simulated latency or fault injection to model.
+        self._inline_async = (config.inline_cheap_async and executor.runs_here
+                              and not config.sim_latency_ms and not config.faults)
 
     # ------------------------------------------------------------------ listing
 
@@ -272,10 +302,15 @@ class EvalService:
              body_hash: str | None = None) -> ServiceAnswer:
         """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
         the evaluations (``local_idempotency``), else the reserved one gets its answer."""
+        evaluator = request.evaluator
         if request.is_async:
-            return self._queue(request, new_eval_ids(len(request.items)), idempotency,
-                               body_hash)
-        # The results are stored as one batch: each eval id names the batch and its index.
+            inline = self._cheap(request)
+            if inline is None:
+                return self._queue(request, new_eval_ids(len(request.items)), idempotency,
+                                   body_hash)
+            evaluator = inline
+        # The results are stored as one batch: each eval id names the batch and its index
+        # (cheap async items evaluated here are stored the same way).
         key: str | None = None
         if len(request.items) <= MAX_BATCH_ITEMS:
             key, ids = new_batch_ids(len(request.items))
@@ -283,10 +318,15 @@ class EvalService:
             ids = new_eval_ids(len(request.items))
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
-        results = evaluate_items(request.evaluator, request.items, request.params,
+        results = evaluate_items(evaluator, request.items, request.params,
                                  request.model, self.config.sim_latency_ms, eval_ids=ids,
-                                 is_async=False)
-        body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
+                                 is_async=request.is_async)
+        outputs: list[str | None] | None
+        if request.is_async:  # evaluated inline: the async answer, the items stored finished
+            body, outputs = async_answer(name, output_type, ids), None  # the store encodes
+            failed = sum(1 for r in results if r.error_message is not None)
+        else:
+            body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
         answer = ServiceAnswer(200, body)
         jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
                            outputs, batch_key=key)
@@ -299,6 +339,29 @@ class EvalService:
         self.metrics.count_evaluations(name, len(results) - failed, failed)
         return answer
 
+    def _cheap(self, request: EvalRequest) -> BaseEvaluator | None:
+        """The evaluator that runs an async request's items in the request itself, or None
+        (they are queued): built-in deterministic evaluators (microseconds an item, no judge,
+        no model, not isolated; a size-routed one, as its in-process evaluator, only when
+        every item is small enough to run in-process).
+
+        Writing such an item pending, claiming it and writing its result costs many times
+        its evaluation; stored finished at once (as a sync item, one write), it reads
+        ``completed`` at the first poll and the answer is the async one (PROTOCOL.md A).
+        Judges, offline models, isolated and custom evaluators stay on the queue.
+        """
+        if not self._inline_async:
+            return None
+        evaluator = request.evaluator
+        if evaluator.__class__ is DeterministicEvaluator:
+            return evaluator if evaluator.isolation is None else None
+        if evaluator.__class__ is SizeRoutedEvaluator \
+                and evaluator.inner.__class__ is DeterministicEvaluator:
+            limit = evaluator.inline_chars
+            small = all(text_size(item) <= limit for item in request.items)
+            return evaluator.inner if small else None  # what it runs small items with
+        return None
+
     def _queue(self, request: EvalRequest, ids: list[str],
                idempotency: tuple[str, str] | None, body_hash: str | None) -> ServiceAnswer:
         name = request.template.name
@@ -306,8 +369,7 @@ class EvalService:
         jobs = [NewJob(eval_id=i, template=name, inputs=item, params=request.params,
                        model=request.model)
                 for i, item in zip(ids, request.items, strict=True)]
-        answer = ServiceAnswer(200, _ok([{"evaluations": [
-            {"name": name, "output_type": output_type, "eval_id": i} for i in ids]}]))
+        answer = ServiceAnswer(200, async_answer(name, output_type, ids))
         with self._admission:  # check and insert together, or concurrent submits overshoot
             depth = self.store.queue_depth()
             if depth + len(ids) > self.config.max_queue:
@@ -405,17 +467,109 @@ class EvalService:
 
     def _status_parts(self, ids: list[str]) -> Iterator[tuple[bytes, bool]]:
         """Each asked id's serialised entry and whether it is finished. The store is read in
-        chunks, each distinct id once; a stopped iteration reads no further."""
+        chunks, each distinct id once; a stopped iteration reads no further.
+
+        From a store that hands out its JSON text (:meth:`JobStore.get_many_text`), an entry
+        is written around the stored text (:meth:`_text_entry`), byte for byte what encoding
+        the decoded record gives; records it does not cover are decoded and encoded."""
         done: dict[str, tuple[bytes, bool]] = {}
-        for start in range(0, len(ids), _STATUS_READ_CHUNK):
-            chunk = ids[start:start + _STATUS_READ_CHUNK]
+        texts = True
+        start = 0
+        while start < len(ids):
+            chunk = ids[start:start + (_STATUS_TEXT_CHUNK if texts else _STATUS_READ_CHUNK)]
+            start += len(chunk)
             new = list(dict.fromkeys(i for i in chunk if i not in done))
-            found = self.store.get_many(new) if new else {}
-            for eval_id in new:
-                entry, finished = self._status_entry(eval_id, found.get(eval_id))
-                done[eval_id] = json_bytes(entry), finished
+            rows = (self.store.get_many_text(new) if new else {}) if texts else None
+            if rows is None:
+                texts = False
+                found = self.store.get_many(new) if new else {}
+                for eval_id in new:
+                    done[eval_id] = self._entry_bytes(eval_id, found.get(eval_id))
+            else:
+                text_entry = self._text_entry
+                # Ids without a text row may still be stored another way: get_many knows.
+                missing = [i for i in new if i not in rows]
+                found = self.store.get_many(missing) if missing else {}
+                for eval_id in new:
+                    row = rows.get(eval_id)
+                    part = None if row is None else text_entry(eval_id, row)
+                    if part is None:  # a record the text path leaves, or an unknown id
+                        part = self._entry_bytes(
+                            eval_id, found.get(eval_id) if row is None else _decoded_row(row))
+                    done[eval_id] = part
             for eval_id in chunk:
                 yield done[eval_id]
+
+    def _entry_bytes(self, eval_id: str, ev: StoredEval | None) -> tuple[bytes, bool]:
+        """``json_bytes`` of the bulk-status entry of ``ev`` and whether it is finished,
+        written without building the entry's dicts (the same encoder, the same bytes)."""
+        if ev is None or ev.status not in FINISHED_STATUSES:
+            entry, finished = self._status_entry(eval_id, ev)
+            return json_bytes(entry), finished
+        enc, string = _ANSWER_ENCODE, encode_string
+        output, reason, error, model = ev.output, ev.reason, ev.error_message, ev.model
+        kind = self._output_kinds.get(ev.template)
+        if kind is None:
+            template = CATALOGUE.get(ev.template)
+            kind = enc(output_type_for(template, None, output) if template else None)
+        if output.__class__ is str:  # the usual outputs, written as the encoder writes them
+            value = string(output)
+        elif output is None:
+            value = "null"
+        elif (output.__class__ is float and math.isfinite(output)) or output.__class__ is int:
+            value = f'"{output!r}"'  # the encoder writes a number as repr() does
+        else:
+            value = enc(value_string(output))
+        error_text = "null" if error is None else string(error)
+        state = string(ev.status)
+        record = (f'{{"eval_id":{string(ev.eval_id)},"name":{string(ev.template)},'
+                  f'"input_data":{enc(ev.inputs)},"output_type":{kind},"value":{value},'
+                  f'"reason":{"null" if reason is None else string(reason)},'
+                  f'"runtime":{enc(ev.runtime)},'
+                  f'"model":{"null" if model is None else string(model)},'
+                  f'"error_message":{error_text}')
+        if not self.compat:
+            cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
+                      else "")
+            record = f'{record},"output":{value if output.__class__ is str else enc(output)}' \
+                f'{cached}'
+        return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
+                f'"error_message":{error_text},"eval_id":{enc(eval_id)}}}'.encode(), True)
+
+    def _text_entry(self, eval_id: str, row: tuple[Any, ...]) -> tuple[bytes, bool] | None:
+        """The bulk-status entry of a stored row (``get_many_text``) written around its JSON
+        text, and whether it is finished; None when the row needs decoding (an output type
+        read from the output, an output that is not a string, number or null)."""
+        _, template, status, inputs, model, output, reason, runtime, error = row
+        string = encode_string
+        state = string(status)
+        if status not in FINISHED_STATUSES:
+            return (f'{{"eval_status":{state},"evalStatus":{state},"result":'
+                    f'{string(C.PROCESSING_MESSAGE)},"error_message":null,'
+                    f'"eval_id":{string(eval_id)}}}'.encode(), False)
+        kind = self._output_kinds.get(template)
+        if kind is None or runtime.__class__ is not int:
+            return None
+        if output is None:
+            value = "null"
+        elif output[0] == '"':
+            value = output  # a string output is its own value
+        elif _JSON_NUMBER.fullmatch(output):
+            value = f'"{output}"'  # the encoder writes a number as str() does
+        else:
+            return None
+        error_text = "null" if error is None else string(error)
+        record = (f'{{"eval_id":{string(row[0])},"name":{string(template)},'
+                  f'"input_data":{inputs},"output_type":{kind},"value":{value},"reason":'
+                  f'{"null" if reason is None else string(reason)},"runtime":{runtime},'
+                  f'"model":{"null" if model is None else string(model)},'
+                  f'"error_message":{error_text}')
+        if not self.compat:
+            cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
+                      else "")
+            record = f'{record},"output":{output or "null"}{cached}'
+        return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
+                f'"error_message":{error_text},"eval_id":{string(eval_id)}}}'.encode(), True)
 
     def _status_entry(self, eval_id: str, ev: StoredEval | None) -> tuple[dict[str, Any], bool]:
         """One bulk-status entry and whether it is finished (an unknown id is)."""

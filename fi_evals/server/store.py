@@ -240,6 +240,16 @@ class JobStore(abc.ABC):
     def get_many(self, eval_ids: Sequence[str]) -> dict[str, StoredEval]:
         """The stored evaluations among ``eval_ids`` (unknown ids are simply absent)."""
 
+    def get_many_text(self, eval_ids: Sequence[str]) -> dict[str, tuple[Any, ...]] | None:
+        """The stored evaluations among ``eval_ids`` as their columns, JSON left as text:
+        ``(eval_id, template, status, inputs_json, model, output_json_or_None, reason,
+        runtime, error_message)``, the JSON text compact with non-ASCII kept (as the server's
+        answers write it), so that an answer can embed it without decoding it.
+
+        None when this store does not keep such text (the caller then uses :meth:`get_many`).
+        """
+        return None
+
     @abc.abstractmethod
     def queue_depth(self) -> int:
         """Evaluations pending or processing."""

@@ -361,12 +361,17 @@ def validate_new_eval(payload: Any, registry: Registry, max_batch_size: int,
     )
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def canonical_eval_id(value: Any, field: str = "eval_id") -> str:
     """The canonical (lower-case, hyphenated) form of an eval id.
 
     Raises:
         ApiError: a 400 when ``value`` is not a UUID string.
     """
+    if value.__class__ is str and _CANONICAL_UUID.fullmatch(value):
+        return value  # already what str(uuid.UUID(value)) gives (every id a client got)
     if isinstance(value, str) and len(value) <= 64:
         try:
             return str(uuid.UUID(value))

@@ -196,7 +196,7 @@ def _ids(answer: Any) -> list[str]:
 
 def test_get_and_bulk_status_read_sync_batches_rows_and_unknown_ids(server_factory: Any
                                                                     ) -> None:
-    server = server_factory()
+    server = server_factory(inline_cheap_async=False)  # the async items queued: evals rows
     db = Path(server.config.db_path)
     api = Api(server)
     texts = ['{"a": 1}', "nope", "[]", '"s"', "{"]

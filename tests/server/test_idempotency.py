@@ -89,7 +89,7 @@ def test_concurrent_duplicates_run_once(server_factory: Any) -> None:
 
 
 def test_a_refused_request_releases_its_key(server_factory: Any) -> None:
-    server = server_factory(max_queue=1)
+    server = server_factory(max_queue=1, inline_cheap_async=False)  # queued, not inline
     api = Api(server)
     headers = key_header()
     body = {"eval_name": "is_json", "inputs": {"text": ["{}", "x"]}, "is_async": True}

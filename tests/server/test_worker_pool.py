@@ -19,7 +19,7 @@ from .test_http_protocol import wait_finished
 
 def test_a_bug_in_the_worker_fails_the_claimed_items_and_the_worker_goes_on(
         server_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    api = Api(server_factory(workers=1))
+    api = Api(server_factory(workers=1, inline_cheap_async=False))  # the workers run it
     real = ThreadWorkerPool._group_at
 
     def broken(self: Any, jobs: Any, index: int) -> Any:
