@@ -23,6 +23,11 @@ HEADER_IDEMPOTENCY_KEY = "Idempotency-Key"
 HEADER_IDEMPOTENT_REPLAYED = "Idempotent-Replayed"
 HEADER_REQUEST_ID = "X-Request-Id"
 HEADER_RETRY_AFTER = "Retry-After"
+# RFC 7240: an async submission asks for the results the server already has (fi-evals servers
+# evaluate cheap templates at submit); a server that applied it says so.
+HEADER_PREFER = "Prefer"
+HEADER_PREFERENCE_APPLIED = "Preference-Applied"
+PREFER_RESULTS = "return=representation"
 
 PATH_NEW_EVAL = "/sdk/api/v1/new-eval/"
 PATH_BULK_STATUS = "/sdk/api/v1/new-eval/status/"

@@ -73,6 +73,7 @@ from fi_evals._constants import (
     HEADER_API_KEY,
     HEADER_IDEMPOTENCY_KEY,
     HEADER_IDEMPOTENT_REPLAYED,
+    HEADER_PREFER,
     HEADER_REQUEST_ID,
     HEADER_RETRY_AFTER,
     HEADER_SECRET_KEY,
@@ -80,6 +81,7 @@ from fi_evals._constants import (
     PATH_CAPABILITIES,
     PATH_GET_EVALS,
     PATH_NEW_EVAL,
+    PREFER_RESULTS,
     THROTTLE_STATUS_CODES,
 )
 from fi_evals._exceptions import (
@@ -95,6 +97,7 @@ from fi_evals._retry import RetryPolicy, parse_retry_after
 from fi_evals._session import KeySafeSession
 from fi_evals._version import __version__
 from fi_evals.protocol import (
+    UNFINISHED_STATUSES,
     BulkStatusEntry,
     Capabilities,
     EvalItem,
@@ -388,15 +391,46 @@ class Transport:
         items = _parsed(answer, _eval_items, PATH_NEW_EVAL)
         return _with_value(items, [item.eval_id for item in items.value])
 
+    def new_eval_submit(self, body: Mapping[str, Any], *, idempotency_key: str | None = None,
+                        deadline: float | None = None) -> Answer[list[str | EvalResult | None]]:
+        """:meth:`new_eval_ids`, asking for the results the server already has: the async
+        batch's call.
+
+        The request carries ``Prefer: return=representation`` (RFC 7240). A fi-evals server
+        evaluates cheap templates at submit and then answers their items as a sync answer
+        does; each such finished item comes back as its :class:`EvalResult`, every other one
+        (queued work, servers that ignore the preference) as its eval id (None where it
+        carries none). Each item is read on its own: an idempotent replay carries no
+        ``Preference-Applied`` header, and the ids and results read the same either way.
+        """
+        answer = self._post_new_eval(body, idempotency_key, deadline, read_new_eval_fast,
+                                     prefer_results=True)
+        out: list[str | EvalResult | None] = []
+        if answer.body is None:  # read by the fast reader
+            for wire in answer.value:
+                status = wire["eval_status"]
+                out.append(EvalResult.from_wire(wire) if status is not None
+                           and status not in UNFINISHED_STATUSES else wire["eval_id"])
+            return _with_value(answer, out)
+        items = _parsed(answer, _eval_items, PATH_NEW_EVAL)
+        for item in items.value:
+            status = item.eval_status
+            out.append(EvalResult.from_item(item) if status is not None
+                       and status not in UNFINISHED_STATUSES else item.eval_id)
+        return _with_value(items, out)
+
     def _post_new_eval(self, body: Mapping[str, Any], idempotency_key: str | None,
-                       deadline: float | None,
-                       fast: Callable[[bytes], Any] | None) -> Answer[Any]:
+                       deadline: float | None, fast: Callable[[bytes], Any] | None, *,
+                       prefer_results: bool = False) -> Answer[Any]:
         caps = self.capabilities_or_none(deadline=deadline)
         key = idempotency_key or str(uuid.uuid4())
+        headers = {HEADER_IDEMPOTENCY_KEY: key}
+        if prefer_results:
+            headers[HEADER_PREFER] = PREFER_RESULTS
         # The key goes out either way; only a server that announced it is trusted to honour it.
         return self._call("POST", PATH_NEW_EVAL, json_body=body, deadline=deadline,
-                          headers={HEADER_IDEMPOTENCY_KEY: key},
-                          idempotent=bool(caps and caps.idempotency), fast=fast)
+                          headers=headers, idempotent=bool(caps and caps.idempotency),
+                          fast=fast)
 
     def get_eval(self, eval_id: str, *,
                  deadline: float | None = None) -> Answer[EvalResultPayload]:

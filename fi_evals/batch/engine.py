@@ -388,8 +388,9 @@ class Coordinator:
 
     def _post(self, request: Request) -> Any:
         # Sync answers become results on the pool's thread (one EvalResult per evaluation);
-        # of an async answer, only the eval ids are read.
-        send = self.transport.new_eval_ids if request.is_async \
+        # of an async answer, the eval ids, and the results of items the server finished at
+        # submit (cheap templates: Transport.new_eval_submit).
+        send = self.transport.new_eval_submit if request.is_async \
             else self.transport.new_eval_results
         return send(request.body, idempotency_key=request.key, deadline=self._call_deadline())
 
@@ -529,7 +530,12 @@ class Coordinator:
                 self._settle_error(chunk, pos, e, error)
             return
         self.limit.on_success()
-        ids = items if request.is_async else [item.eval_id for item in items]
+        ids: list[Any]
+        if request.is_async:  # eval ids, and the results a server had at submit (Prefer)
+            ids = [item if item is None or item.__class__ is str else item.eval_id
+                   for item in items]
+        else:
+            ids = [item.eval_id for item in items]
         if self.journal is not None and all(ids):
             self.journal.record_ids(request.key, ids)
         request.eval_ids = ids
@@ -540,12 +546,19 @@ class Coordinator:
             # The results (a sync item that could not run is "failed": EvalFailedError).
             self._settle_request(chunk, e, request.positions, items, now - request.sent_at)
             return
-        for pos, eval_id in zip(request.positions, ids):
-            if eval_id:
+        done_at: list[int] = []
+        done: list[EvalResult] = []
+        for pos, eval_id, item in zip(request.positions, ids, items):
+            if item is not None and item.__class__ is not str:
+                done_at.append(pos)  # finished at submit: settled as a sync answer's are
+                done.append(item)
+            elif eval_id:
                 self._waiting[eval_id] = (request, pos)
             else:
                 self._settle_error(chunk, pos, e, ItemError(
                     "APIError", "the async answer carried no eval_id"))
+        if done:
+            self._settle_request(chunk, e, tuple(done_at), done, now - request.sent_at)
 
     def _on_poll(self, future: Future[Any], group: list[str]) -> None:
         self._poll_round.remove(future)

@@ -78,7 +78,9 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
         key = None if compat else request.headers.get(C.HEADER_IDEMPOTENCY_KEY)
         if key is not None:
             _check_idempotency_key(key)
-        return _respond(service.submit(body, request.scope.get(KEY_SCOPE, ""), key))
+        return _respond(service.submit(body, request.scope.get(KEY_SCOPE, ""), key,
+                                       results=_prefers_results(request.headers.get(
+                                           C.HEADER_PREFER))))
 
     @app.get(C.PATH_NEW_EVAL, summary="Read one evaluation",
              responses={200: {"model": SuccessEnvelope[EvalResultPayload]},
@@ -120,17 +122,29 @@ def build_fastapi(service: EvalService, metrics: ServerMetrics, compat: bool) ->
     return app
 
 
+def _prefers_results(prefer: str | None) -> bool:
+    """Whether a ``Prefer`` header (RFC 7240: comma-separated preferences, each maybe with
+    ``;`` parameters) asks for ``return=representation``."""
+    if not prefer:
+        return False
+    return any(p.split(";", 1)[0].strip().replace(" ", "").lower() == C.PREFER_RESULTS
+               for p in prefer.split(","))
+
+
 def new_eval_handler(service: EvalService, compat: bool) -> DirectHandler:
     """``POST new-eval/`` for the gateway to answer without FastAPI (issue 20): the same
     checks and the same :meth:`EvalService.submit` as the route above."""
     header = C.HEADER_IDEMPOTENCY_KEY.lower().encode("latin-1")
+    prefer = C.HEADER_PREFER.lower().encode("latin-1")
 
     def handle(body: bytes, headers: Mapping[bytes, bytes], scope: str) -> ServiceAnswer:
         raw = None if compat else headers.get(header)
         key = None if raw is None else raw.decode("latin-1")
         if key is not None:
             _check_idempotency_key(key)
-        return service.submit(body, scope, key)
+        wanted = headers.get(prefer)
+        return service.submit(body, scope, key, results=_prefers_results(
+            None if wanted is None else wanted.decode("latin-1")))
 
     return handle
 

@@ -215,8 +215,15 @@ class EvalService:
 
     # ------------------------------------------------------------------ new-eval
 
-    def submit(self, body: bytes, scope: str, idempotency_key: str | None) -> ServiceAnswer:
+    def submit(self, body: bytes, scope: str, idempotency_key: str | None, *,
+               results: bool = False) -> ServiceAnswer:
         """``POST new-eval/``: validate, then run (sync) or store (async).
+
+        ``results``: the client sent ``Prefer: return=representation`` (RFC 7240): an async
+        request whose items were evaluated here (cheap templates, see :meth:`_cheap`) is
+        answered with their results, as a sync one is, instead of their ids alone; the
+        answer then carries ``Preference-Applied: return=representation``. Queued items, and
+        every answer in compat mode, are answered as usual.
 
         Raises:
             ApiError: 400 (malformed), 422 (idempotency key reused), 503 (queue full).
@@ -224,21 +231,22 @@ class EvalService:
         payload = parse_json(body, self.config.max_json_depth)
         request = validate_new_eval(payload, self.registry, self.config.max_batch_size,
                                     self._limits, body_size=len(body))
+        results = results and not self.compat
         if idempotency_key is None or self.compat:
-            return self._run(request, None)
+            return self._run(request, None, results=results)
         if self.store.local_idempotency:
-            return self._submit_local(request, payload, body, scope, idempotency_key)
+            return self._submit_local(request, payload, body, scope, idempotency_key, results)
         replay = self._reserve(scope, idempotency_key, canonical_hash(payload))
         if replay is not None:
             return replay
         try:
-            return self._run(request, (scope, idempotency_key))
+            return self._run(request, (scope, idempotency_key), results=results)
         except BaseException:
             self.store.release_idempotency(scope, idempotency_key)
             raise
 
     def _submit_local(self, request: EvalRequest, payload: Any, body: bytes, scope: str,
-                      key: str) -> ServiceAnswer:
+                      key: str, results: bool = False) -> ServiceAnswer:
         """Idempotent submission on a store this process alone writes (``local_idempotency``):
         the key of a request in flight is held in memory (a duplicate waits for the first's
         answer), the record is read without a write transaction, and the new record goes in
@@ -272,7 +280,8 @@ class EvalService:
                 self.metrics.idempotent_replays.inc()
                 return ServiceAnswer(found.answer.status, found.answer.body,
                                      {C.HEADER_IDEMPOTENT_REPLAYED: "true"})
-            return self._run(request, (scope, key), f"{raw}/{canonical_hash(payload)}")
+            return self._run(request, (scope, key), f"{raw}/{canonical_hash(payload)}",
+                             results=results)
         finally:
             with self._flight_lock:
                 del self._in_flight[slot]
@@ -299,9 +308,10 @@ class EvalService:
             time.sleep(_IDEMPOTENCY_POLL)
 
     def _run(self, request: EvalRequest, idempotency: tuple[str, str] | None,
-             body_hash: str | None = None) -> ServiceAnswer:
+             body_hash: str | None = None, *, results: bool = False) -> ServiceAnswer:
         """Evaluate (sync) or queue (async); ``body_hash``: the record is written whole with
-        the evaluations (``local_idempotency``), else the reserved one gets its answer."""
+        the evaluations (``local_idempotency``), else the reserved one gets its answer;
+        ``results``: see :meth:`submit`."""
         evaluator = request.evaluator
         if request.is_async:
             inline = self._cheap(request)
@@ -318,17 +328,21 @@ class EvalService:
             ids = new_eval_ids(len(request.items))
         template = request.template
         name, output_type = template.name, output_type_for(template, request.params)
-        results = evaluate_items(evaluator, request.items, request.params,
-                                 request.model, self.config.sim_latency_ms, eval_ids=ids,
-                                 is_async=request.is_async)
+        done = evaluate_items(evaluator, request.items, request.params,
+                              request.model, self.config.sim_latency_ms, eval_ids=ids,
+                              is_async=request.is_async)
         outputs: list[str | None] | None
-        if request.is_async:  # evaluated inline: the async answer, the items stored finished
+        headers: dict[str, str] = {}
+        if request.is_async and not results:
+            # Evaluated inline: the async answer, the items stored finished.
             body, outputs = async_answer(name, output_type, ids), None  # the store encodes
-            failed = sum(1 for r in results if r.error_message is not None)
-        else:
-            body, outputs, failed = sync_answer(name, output_type, ids, results, self.compat)
-        answer = ServiceAnswer(200, body)
-        jobs = ResultBatch(name, request.params, request.model, ids, request.items, results,
+            failed = sum(1 for r in done if r.error_message is not None)
+        else:  # sync, or async asking for the results it already has (Prefer, see submit)
+            body, outputs, failed = sync_answer(name, output_type, ids, done, self.compat)
+            if request.is_async:
+                headers[C.HEADER_PREFERENCE_APPLIED] = C.PREFER_RESULTS
+        answer = ServiceAnswer(200, body, headers)
+        jobs = ResultBatch(name, request.params, request.model, ids, request.items, done,
                            outputs, batch_key=key)
         if body_hash is None:
             self.store.insert(jobs, self._stored(idempotency, answer))
@@ -336,7 +350,7 @@ class EvalService:
             self.store.insert(jobs, self._stored(idempotency, answer),  # type: ignore[call-arg]
                               body_hash=body_hash)
         # Counted once stored: an evaluation whose result was lost never happened.
-        self.metrics.count_evaluations(name, len(results) - failed, failed)
+        self.metrics.count_evaluations(name, len(done) - failed, failed)
         return answer
 
     def _cheap(self, request: EvalRequest) -> BaseEvaluator | None:

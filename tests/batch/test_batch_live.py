@@ -67,7 +67,8 @@ def test_sync_batch_in_order_with_errors_recorded_not_raised(evaluator: Evaluato
 def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., Any],
                                                  client_factory: Callable[..., Evaluator]
                                                  ) -> None:
-    server = server_factory(poll_retry_after=0, access_log=False)
+    # Queued (not evaluated at submit): the items reach the workers and are polled for.
+    server = server_factory(poll_retry_after=0, access_log=False, inline_cheap_async=False)
     ev = client_factory(server, max_workers=4)
     sync = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, progress=False)
     before = scrape(server)
@@ -87,6 +88,40 @@ def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., A
     assert delta("/sdk/api/v1/new-eval/") == 15  # 5 chunks x 3 evals, submitted once each
     assert delta("/sdk/api/v1/new-eval/status/") >= 1  # polled in bulk
     assert metric_sum(server, EVALS_TOTAL) == 720  # the sync run and the async run
+
+
+def test_async_cheap_results_come_with_the_ids(server_factory: Callable[..., Any],
+                                               client_factory: Callable[..., Evaluator],
+                                               tmp_path: Path) -> None:
+    """Cheap templates are evaluated at submit; the async batch asks for those results
+    (``Prefer: return=representation``) and settles them without a single status poll, with
+    the same outcomes and journaled ids as the polled path."""
+    server = server_factory(poll_retry_after=0, access_log=False)
+    ev = client_factory(server, max_workers=4)
+    sync = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, progress=False)
+    before = scrape(server)
+    journal = tmp_path / "run.journal"
+    result = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, is_async=True,
+                               chunk_size=25, progress=False, journal=journal)
+    _check_shape(result, 120, ["is_json", "fuzzy_match", "contains"])
+    assert [[(r.output, r.reason, r.status) for r in i.results.values()] for i in result] == \
+        [[(r.output, r.reason, r.status) for r in i.results.values()] for i in sync]
+    ids = [r.eval_id for i in result for r in i.results.values()]
+    assert len(set(ids)) == 360 and all(ids)
+    after = scrape(server)
+
+    def delta(route: str) -> float:
+        return sum(v - before.get(k, 0) for k, v in after.items()
+                   if k[0] == "fi_evals_http_requests_total" and ("route", route) in k[1])
+
+    assert delta("/sdk/api/v1/new-eval/") == 15
+    assert delta("/sdk/api/v1/new-eval/status/") == 0  # nothing left to poll
+    # The ids are what the server stores: each reads back with the same result.
+    firsts = [i.results["fuzzy_match"] for i in result][:10]
+    for r in firsts:
+        again = ev.get_result(r.eval_id, name="fuzzy_match")
+        assert (again.status, again.output) == ("completed", r.output)
+    assert journal.exists() and firsts[0].eval_id in journal.read_text()
 
 
 def test_task_key_mapping_task_errors_and_item_timeout(evaluator: Evaluator) -> None:

@@ -134,3 +134,52 @@ def test_an_inline_async_request_replays_without_running_again(server_factory: A
     assert again == first and r2.content == r1.content
     assert r2.headers[C.HEADER_IDEMPOTENT_REPLAYED] == "true"
     assert metric_sum(server, EVALS) == 2
+
+
+PREFER = {C.HEADER_PREFER: C.PREFER_RESULTS}
+
+
+def test_prefer_representation_answers_cheap_async_items_with_their_results(
+        server_factory: Any) -> None:
+    """``Prefer: return=representation`` (RFC 7240): items finished at submit come back as a
+    sync answer's items (their ids are the stored ones), with ``Preference-Applied``."""
+    server = _parked(server_factory)
+    api = Api(server)
+    items, r = _submit(api, "is_json", {"text": ["{}", "["]}, PREFER)
+    assert r.headers[C.HEADER_PREFERENCE_APPLIED] == C.PREFER_RESULTS
+    assert [(e["output"], e["eval_status"], e["output_type"]) for e in items] == \
+        [("Passed", "completed", "Pass/Fail"), ("Failed", "completed", "Pass/Fail")]
+    stored, _ = _statuses(api, items)
+    assert stored == ["completed", "completed"]
+    assert metric_sum(server, EVALS) == 2
+    # Preference lists and parameters are read as RFC 7240 writes them.
+    for header in ("respond-async, return=representation", "return = representation;x=1"):
+        got, r = _submit(api, "is_json", {"text": ["{}"]}, {C.HEADER_PREFER: header})
+        assert got[0]["eval_status"] == "completed", header
+    got, r = _submit(api, "is_json", {"text": ["{}"]}, {C.HEADER_PREFER: "return=minimal"})
+    assert sorted(got[0]) == ["eval_id", "name", "output_type"]
+    assert C.HEADER_PREFERENCE_APPLIED not in r.headers
+
+
+def test_prefer_representation_leaves_queued_items_and_compat_servers_alone(
+        server_factory: Any) -> None:
+    api = Api(_parked(server_factory))
+    items, r = _submit(api, "groundedness", {"output": ["a"], "context": [["a"]]}, PREFER)
+    assert sorted(items[0]) == ["eval_id", "name", "output_type"]  # queued: its id only
+    assert C.HEADER_PREFERENCE_APPLIED not in r.headers
+    assert _statuses(api, items)[0] == ["pending"]
+    compat = Api(server_factory(compat=True))
+    items, r = _submit(compat, "is_json", {"text": ["{}"]}, PREFER)
+    assert sorted(items[0]) == ["eval_id", "name", "output_type"]
+    assert C.HEADER_PREFERENCE_APPLIED not in r.headers
+
+
+def test_prefer_representation_replays_the_same_results(server_factory: Any) -> None:
+    server = _parked(server_factory)
+    api = Api(server)
+    headers = {C.HEADER_IDEMPOTENCY_KEY: str(uuid.uuid4()), **PREFER}
+    first, r1 = _submit(api, "is_json", {"text": ["{}", "["]}, headers)
+    again, r2 = _submit(api, "is_json", {"text": ["{}", "["]}, headers)
+    assert r2.content == r1.content and first[0]["eval_status"] == "completed"
+    assert r2.headers[C.HEADER_IDEMPOTENT_REPLAYED] == "true"
+    assert metric_sum(server, EVALS) == 2
