@@ -1,7 +1,8 @@
 """The contenders that run in the dev virtualenv, one per process: ``python -m benchmarks.drivers``.
 
 - ``fi-sync``: ``Evaluator.evaluate_batch(rows, evals)`` with the SDK's defaults;
-- ``fi-async``: the same with ``is_async=True`` (submit everything, then bulk-poll);
+- ``fi-async``: the same with ``is_async=True`` (submit everything; results the server
+  finished at submit come back with the ids, the rest are bulk-polled);
 - ``http-ceiling``: a bare ``requests.Session`` shared by ``--workers`` threads that POSTs the
   same bodies fi_evals sends (same chunks, same ``Idempotency-Key`` header) and only checks the
   status: what the server and HTTP allow on this machine, with the least client work;

@@ -180,6 +180,7 @@ def test_prefer_representation_replays_the_same_results(server_factory: Any) -> 
     headers = {C.HEADER_IDEMPOTENCY_KEY: str(uuid.uuid4()), **PREFER}
     first, r1 = _submit(api, "is_json", {"text": ["{}", "["]}, headers)
     again, r2 = _submit(api, "is_json", {"text": ["{}", "["]}, headers)
-    assert r2.content == r1.content and first[0]["eval_status"] == "completed"
+    assert again == first and r2.content == r1.content
+    assert first[0]["eval_status"] == "completed"
     assert r2.headers[C.HEADER_IDEMPOTENT_REPLAYED] == "true"
     assert metric_sum(server, EVALS) == 2
