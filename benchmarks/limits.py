@@ -147,6 +147,13 @@ def findings() -> list[str]:
         "in `evaluate_batch` (`fi_evals/batch/sizing.py`); the client validates a whole "
         "answer in one call and builds results without re-validating; async submits chunks "
         "of 500; offline model evaluators get claims of their preferred batch.",
+        "- issue 20, second pass: a sync request's results are one SQLite row (eval ids are "
+        "UUIDv8 batch key + index, `fi_evals/server/evalids.py`); the client reads answers "
+        "from the raw body in one pydantic call, cuts inputs by column, settles a request's "
+        "outcomes in one loop and raises the collector's threshold while a batch runs "
+        "(`fi_evals/batch/collector.py`); cheap async items are evaluated at submit and, "
+        "asked with `Prefer: return=representation`, answered with their results; bulk "
+        "status is written around the stored JSON.",
         "- a48aef5 `fi_evals/batch/api.py`: `evaluate_batch`'s default chunk size now fills "
         "whole waves of workers. With 5,000 rows on 32 workers the old rule cut 100 chunks of "
         "50: three full waves and a fourth of 4 chunks that lasts as long (P2 at about 75% of "
