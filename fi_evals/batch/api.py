@@ -135,7 +135,9 @@ def evaluate_batch(evaluator: Evaluator, items: ItemSource,
             ``max_workers`` at once); its return value (a mapping, or a value known as
             ``output``) feeds the key mapping.
         key_mapping: template key -> row/task field (see :mod:`fi_evals.batch.mapping`).
-        is_async: submit everything in chunks, then poll with bulk status.
+        is_async: submit everything in chunks; results the server finished at submit
+            (cheap templates) come back with their ids, the rest are polled with bulk
+            status.
         max_workers: the most requests in flight (default and ceiling: the Evaluator's).
         chunk_size: rows per request (see ``BATCH_CHUNK_SIZE``, ``BATCH_ASYNC_CHUNK_SIZE``).
             None (sync, no journal): the size adapts, starting from the fixed rule's choice,

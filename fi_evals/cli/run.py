@@ -110,7 +110,8 @@ def add_parser(subparsers: Any) -> None:
                    help="read template key KEY from row field FIELD (repeatable)")
     p.add_argument("--config", metavar="FILE", help="a JSON file of evals and options")
     p.add_argument("--async", dest="is_async", action="store_true", default=None,
-                   help="submit everything in chunks, then poll with bulk status")
+                   help="submit everything in chunks; results the server finished at submit "
+                        "come back with their ids, the rest are polled with bulk status")
     p.add_argument("--workers", type=positive_int, metavar="N",
                    help=f"requests in flight at most (default {C.DEFAULT_MAX_WORKERS})")
     p.add_argument("--chunk-size", type=positive_int, metavar="N", help="rows per request")
