@@ -534,21 +534,10 @@ class EvalService:
             value = f'"{output!r}"'  # the encoder writes a number as repr() does
         else:
             value = enc(value_string(output))
-        error_text = "null" if error is None else string(error)
-        state = string(ev.status)
-        record = (f'{{"eval_id":{string(ev.eval_id)},"name":{string(ev.template)},'
-                  f'"input_data":{enc(ev.inputs)},"output_type":{kind},"value":{value},'
-                  f'"reason":{"null" if reason is None else string(reason)},'
-                  f'"runtime":{enc(ev.runtime)},'
-                  f'"model":{"null" if model is None else string(model)},'
-                  f'"error_message":{error_text}')
-        if not self.compat:
-            cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
-                      else "")
-            record = f'{record},"output":{value if output.__class__ is str else enc(output)}' \
-                f'{cached}'
-        return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
-                f'"error_message":{error_text},"eval_id":{enc(eval_id)}}}'.encode(), True)
+        return self._finished_entry(
+            enc(eval_id), ev.eval_id, ev.template, ev.status, enc(ev.inputs), kind, value,
+            reason, enc(ev.runtime), model, error,
+            value if output.__class__ is str else enc(output)), True
 
     def _text_entry(self, eval_id: str, row: tuple[Any, ...]) -> tuple[bytes, bool] | None:
         """The bulk-status entry of a stored row (``get_many_text``) written around its JSON
@@ -572,8 +561,20 @@ class EvalService:
             value = f'"{output}"'  # the encoder writes a number as str() does
         else:
             return None
+        return self._finished_entry(string(eval_id), row[0], template, status, inputs, kind,
+                                    value, reason, str(runtime), model, error,
+                                    output or "null"), True
+
+    def _finished_entry(self, entry_id: str, eval_id: str, template: str, status: str,
+                        inputs: str, kind: str, value: str, reason: str | None, runtime: str,
+                        model: str | None, error: str | None, output: str) -> bytes:
+        """A finished bulk-status entry's bytes from its parts (``entry_id``, ``inputs``,
+        ``kind``, ``value``, ``runtime`` and ``output`` already JSON text): what
+        ``json_bytes`` writes for the entry (``tests/server/test_status_text.py``)."""
+        string = encode_string
+        state = string(status)
         error_text = "null" if error is None else string(error)
-        record = (f'{{"eval_id":{string(row[0])},"name":{string(template)},'
+        record = (f'{{"eval_id":{string(eval_id)},"name":{string(template)},'
                   f'"input_data":{inputs},"output_type":{kind},"value":{value},"reason":'
                   f'{"null" if reason is None else string(reason)},"runtime":{runtime},'
                   f'"model":{"null" if model is None else string(model)},'
@@ -581,9 +582,9 @@ class EvalService:
         if not self.compat:
             cached = (',"cached":true' if reason and "cached" in reason and from_cache(reason)
                       else "")
-            record = f'{record},"output":{output or "null"}{cached}'
+            record = f'{record},"output":{output}{cached}'
         return (f'{{"eval_status":{state},"evalStatus":{state},"result":{record}}},'
-                f'"error_message":{error_text},"eval_id":{string(eval_id)}}}'.encode(), True)
+                f'"error_message":{error_text},"eval_id":{entry_id}}}'.encode())
 
     def _status_entry(self, eval_id: str, ev: StoredEval | None) -> tuple[dict[str, Any], bool]:
         """One bulk-status entry and whether it is finished (an unknown id is)."""

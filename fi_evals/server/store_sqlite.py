@@ -164,6 +164,19 @@ def _results_text(batch: ResultBatch) -> str:
     return text + "}"
 
 
+def _split_ids(eval_ids: Sequence[str]) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
+    """The distinct ``eval_ids`` as (row ids, batch key -> [(batch id, index), ...])."""
+    rows: list[str] = []
+    batches: dict[str, list[tuple[str, int]]] = {}
+    for eval_id in dict.fromkeys(eval_ids):
+        split = split_batch_id(eval_id)
+        if split is None:
+            rows.append(eval_id)
+        else:
+            batches.setdefault(split[0], []).append((eval_id, split[1]))
+    return rows, batches
+
+
 class SQLiteJobStore(JobStore):
     """:class:`JobStore` on one SQLite file (see the module docstring for the locking)."""
 
@@ -333,14 +346,7 @@ class SQLiteJobStore(JobStore):
         id, and a batch id whose batch is unknown, from ``evals``."""
         conn = self._conn()
         found: dict[str, StoredEval] = {}
-        wanted: dict[str, list[tuple[str, int]]] = {}  # batch key -> (eval id, index)
-        unique: list[str] = []
-        for eval_id in dict.fromkeys(eval_ids):
-            split = split_batch_id(eval_id)
-            if split is None:
-                unique.append(eval_id)
-            else:
-                wanted.setdefault(split[0], []).append((eval_id, split[1]))
+        unique, wanted = _split_ids(eval_ids)
         batches = self._batches(conn, list(wanted))
         for key, asked in wanted.items():
             batch = batches.get(key)
@@ -367,14 +373,7 @@ class SQLiteJobStore(JobStore):
         """
         conn = self._conn()
         found: dict[str, tuple[Any, ...]] = {}
-        unique: list[str] = []
-        wanted: dict[str, list[tuple[str, int]]] = {}  # batch key -> (eval id, index)
-        for eval_id in dict.fromkeys(eval_ids):
-            split = split_batch_id(eval_id)
-            if split is None:
-                unique.append(eval_id)
-            else:
-                wanted.setdefault(split[0], []).append((eval_id, split[1]))
+        unique, wanted = _split_ids(eval_ids)
         conn.execute("BEGIN")
         try:
             # An item of a batch row: its row written from the decoded batch (an id whose

@@ -64,19 +64,18 @@ def test_sync_batch_in_order_with_errors_recorded_not_raised(evaluator: Evaluato
         "4 of 120 outcomes errored (3.3% > max error rate 0.0%)"]
 
 
-def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., Any],
-                                                 client_factory: Callable[..., Evaluator]
-                                                 ) -> None:
-    # Queued (not evaluated at submit): the items reach the workers and are polled for.
-    server = server_factory(poll_retry_after=0, access_log=False, inline_cheap_async=False)
-    ev = client_factory(server, max_workers=4)
+def _async_vs_sync(server: Any, ev: Evaluator, **options: Any
+                   ) -> tuple[BatchResult, Callable[[str], float]]:
+    """An async run of 120 rows in chunks of 25, checked against a sync run of the same rows
+    (same outputs, reasons and statuses; 360 distinct ids), and the requests it made by
+    route."""
     sync = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, progress=False)
     before = scrape(server)
     result = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, is_async=True,
-                               chunk_size=25, progress=False)
+                               chunk_size=25, progress=False, **options)
     _check_shape(result, 120, ["is_json", "fuzzy_match", "contains"])
-    assert [[r.output for r in i.results.values()] for i in result] == \
-        [[r.output for r in i.results.values()] for i in sync]
+    assert [[(r.output, r.reason, r.status) for r in i.results.values()] for i in result] == \
+        [[(r.output, r.reason, r.status) for r in i.results.values()] for i in sync]
     ids = [r.eval_id for i in result for r in i.results.values()]
     assert len(set(ids)) == 360 and all(ids)
     after = scrape(server)
@@ -85,6 +84,15 @@ def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., A
         return sum(v - before.get(k, 0) for k, v in after.items()
                    if k[0] == "fi_evals_http_requests_total" and ("route", route) in k[1])
 
+    return result, delta
+
+
+def test_async_submit_then_poll_with_bulk_status(server_factory: Callable[..., Any],
+                                                 client_factory: Callable[..., Evaluator]
+                                                 ) -> None:
+    # Queued (not evaluated at submit): the items reach the workers and are polled for.
+    server = server_factory(poll_retry_after=0, access_log=False, inline_cheap_async=False)
+    _, delta = _async_vs_sync(server, client_factory(server, max_workers=4))
     assert delta("/sdk/api/v1/new-eval/") == 15  # 5 chunks x 3 evals, submitted once each
     assert delta("/sdk/api/v1/new-eval/status/") >= 1  # polled in bulk
     assert metric_sum(server, EVALS_TOTAL) == 720  # the sync run and the async run
@@ -98,24 +106,11 @@ def test_async_cheap_results_come_with_the_ids(server_factory: Callable[..., Any
     the same outcomes and journaled ids as the polled path."""
     server = server_factory(poll_retry_after=0, access_log=False)
     ev = client_factory(server, max_workers=4)
-    sync = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, progress=False)
-    before = scrape(server)
     journal = tmp_path / "run.journal"
-    result = ev.evaluate_batch(rows(120), EVALS, key_mapping=MAPPING, is_async=True,
-                               chunk_size=25, progress=False, journal=journal)
-    _check_shape(result, 120, ["is_json", "fuzzy_match", "contains"])
-    assert [[(r.output, r.reason, r.status) for r in i.results.values()] for i in result] == \
-        [[(r.output, r.reason, r.status) for r in i.results.values()] for i in sync]
-    ids = [r.eval_id for i in result for r in i.results.values()]
-    assert len(set(ids)) == 360 and all(ids)
-    after = scrape(server)
-
-    def delta(route: str) -> float:
-        return sum(v - before.get(k, 0) for k, v in after.items()
-                   if k[0] == "fi_evals_http_requests_total" and ("route", route) in k[1])
-
+    result, delta = _async_vs_sync(server, ev, journal=journal)
     assert delta("/sdk/api/v1/new-eval/") == 15
     assert delta("/sdk/api/v1/new-eval/status/") == 0  # nothing left to poll
+    assert metric_sum(server, EVALS_TOTAL) == 720
     # The ids are what the server stores: each reads back with the same result.
     firsts = [i.results["fuzzy_match"] for i in result][:10]
     for r in firsts:
