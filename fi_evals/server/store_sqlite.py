@@ -96,7 +96,7 @@ _COMPLETED = EvalStatus.COMPLETED.value
 
 
 @dataclass(frozen=True, slots=True)
-class _Batch:
+class _BatchRow:
     """A ``batches`` row, decoded: item ``i``'s fields are the ``i``-th of each list."""
 
     template: str
@@ -109,7 +109,7 @@ class _Batch:
     errors: list[str | None] | None  # None: no item has an error message
 
     @classmethod
-    def decode(cls, template: str, model: str | None, inputs: str, results: str) -> _Batch:
+    def decode(cls, template: str, model: str | None, inputs: str, results: str) -> _BatchRow:
         columns = json.loads(results)
         return cls(template, model, _inputs_of(inputs), columns["output"], columns["reason"],
                    columns["runtime"], columns.get("status"), columns.get("error"))
@@ -191,7 +191,7 @@ class SQLiteJobStore(JobStore):
         self._write_lock = threading.Lock()
         self._closed = False
         self._reservations = 0
-        self._decoded: OrderedDict[str, _Batch] = OrderedDict()  # batch key -> rows, LRU
+        self._decoded: OrderedDict[str, _BatchRow] = OrderedDict()  # batch key -> rows, LRU
         self._decoded_lock = threading.Lock()
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
@@ -400,9 +400,9 @@ class SQLiteJobStore(JobStore):
             conn.execute("COMMIT")
         return found
 
-    def _batches(self, conn: sqlite3.Connection, keys: list[str]) -> dict[str, _Batch]:
+    def _batches(self, conn: sqlite3.Connection, keys: list[str]) -> dict[str, _BatchRow]:
         """The decoded batch rows of ``keys`` (unknown keys are absent)."""
-        found: dict[str, _Batch] = {}
+        found: dict[str, _BatchRow] = {}
         missing: list[str] = []
         with self._decoded_lock:
             for key in keys:
@@ -418,7 +418,7 @@ class SQLiteJobStore(JobStore):
             for key, template, model, inputs, results in conn.execute(
                     "SELECT key, template, model, inputs, results FROM batches"
                     f" WHERE key IN ({marks})", chunk):
-                batch = found[key] = _Batch.decode(template, model, inputs, results)
+                batch = found[key] = _BatchRow.decode(template, model, inputs, results)
                 with self._decoded_lock:  # a batch never changes: a decoded one stays right
                     self._decoded[key] = batch
                     while len(self._decoded) > _DECODED_BATCHES:

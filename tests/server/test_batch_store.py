@@ -163,13 +163,13 @@ def test_a_batch_is_decoded_once_for_all_its_ids(tmp_path: Path,
     store.insert(ResultBatch("is_json", {}, None, ids, [{"text": "{}"}] * 500,
                              [_result()] * 500, batch_key=key))
     decoded: list[str] = []
-    real = store_sqlite._Batch.decode.__func__  # type: ignore[attr-defined]
+    real = store_sqlite._BatchRow.decode.__func__  # type: ignore[attr-defined]
 
     def counting(cls: Any, *args: Any) -> Any:
         decoded.append(args[0])
         return real(cls, *args)
 
-    monkeypatch.setattr(store_sqlite._Batch, "decode", classmethod(counting))
+    monkeypatch.setattr(store_sqlite._BatchRow, "decode", classmethod(counting))
     for start in range(0, 500, 100):  # as bulk status reads: 100 ids at a time, then GETs
         assert len(store.get_many(ids[start:start + 100])) == 100
     for eval_id in ids[:10]:
