@@ -73,12 +73,18 @@ def test_text_entries_are_the_decoded_records_encoded(tmp_path: Path, compat: bo
     service.store.close()
 
 
-def test_a_store_without_text_is_read_as_before(tmp_path: Path) -> None:
+def _two_completed(tmp_path: Path) -> tuple[EvalService, list[str]]:
+    """A service with two completed ``is_json`` evaluations stored the general way."""
     service = _service(tmp_path, False)
     ids = new_eval_ids(2)
     service.store.insert([NewJob(eval_id=i, template="is_json", inputs={"text": "{}"},
                                  params={}, model=None, status="completed", output="Passed")
                           for i in ids])
+    return service, ids
+
+
+def test_a_store_without_text_is_read_as_before(tmp_path: Path) -> None:
+    service, ids = _two_completed(tmp_path)
     expected = list(service._status_parts(ids))
     service.store.get_many_text = lambda eval_ids: None  # type: ignore[method-assign]
     assert list(service._status_parts(ids)) == expected
@@ -88,11 +94,7 @@ def test_a_store_without_text_is_read_as_before(tmp_path: Path) -> None:
 def test_ids_without_a_text_row_are_read_with_get_many(tmp_path: Path) -> None:
     """A store may keep some evaluations where get_many_text does not look (e.g. elsewhere
     than its evals rows): those are read the general way, not answered not_found."""
-    service = _service(tmp_path, False)
-    ids = new_eval_ids(2)
-    service.store.insert([NewJob(eval_id=i, template="is_json", inputs={"text": "{}"},
-                                 params={}, model=None, status="completed", output="Passed")
-                          for i in ids])
+    service, ids = _two_completed(tmp_path)
     expected = list(service._status_parts(ids))
     real = service.store.get_many_text
     service.store.get_many_text = lambda eval_ids: {  # type: ignore[method-assign]
